@@ -1,0 +1,230 @@
+"""Command line: ``python -m app train DATA``, ``watcher-check``, and more.
+
+Run ``python -m app --help`` for the list.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from app.settings import Settings
+
+log = logging.getLogger("app.cli")
+
+
+def _progress_printer(stream=sys.stderr):
+    """A one-line progress bar for a terminal, plain lines for a log file."""
+    interactive = stream.isatty()
+    last_shown = [-1]
+
+    def show(fraction, iteration, loss):
+        percent = int(fraction * 100)
+        if percent == last_shown[0]:
+            return
+        last_shown[0] = percent
+        bar = "#" * (percent // 5)
+        line = (
+            f"training [{bar:<20}] {percent:3d}%  "
+            f"iteration {iteration}  loss {loss:.6f}"
+        )
+        if interactive:
+            stream.write("\r" + line)
+            if fraction >= 1.0:
+                stream.write("\n")
+        elif percent % 10 == 0:
+            stream.write(line + "\n")
+        stream.flush()
+
+    return show
+
+
+def _load_dataset(path: Path):
+    from app.model import training
+
+    if path.is_dir():
+        return training.dataset_from_folder(path)
+    return training.dataset_from_npz(path)
+
+
+def cmd_train(args, settings: Settings) -> int:
+    from app.model import training
+    from app.model.store import ModelStore
+    from app.model.threads import set_training_threads
+
+    set_training_threads(args.threads)
+    params = {
+        name: getattr(args, name)
+        for name in (
+            "solver",
+            "learning_rate",
+            "iterations",
+            "l2",
+            "tol",
+            "max_iter",
+            "scale",
+        )
+        if getattr(args, name) is not None
+    }
+    try:
+        params = training.validate_params(params)
+        dataset = _load_dataset(Path(args.data))
+    except (training.DataError, FileNotFoundError, NotADirectoryError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+    print(
+        f"training {params['solver']} on {dataset.raw.shape[0]} examples of "
+        f"{dataset.raw.shape[1]} features",
+        file=sys.stderr,
+    )
+    weights, bias, meta = training.train(dataset, params, progress=_progress_printer())
+    version = ModelStore(settings.model_dir).publish(weights, bias, meta)
+
+    metrics = meta["metrics"]
+    print(
+        json.dumps(
+            {
+                "model_version": version,
+                "train_accuracy": metrics["train_accuracy"],
+                "log_loss": metrics["log_loss"],
+                "iterations": metrics["iterations"],
+                "seconds": metrics["seconds"],
+            }
+        )
+    )
+    return 0
+
+
+def cmd_run_job(args, settings: Settings) -> int:
+    from app.model import jobs, training
+    from app.model.store import ModelStore
+    from app.model.threads import set_training_threads
+
+    set_training_threads()
+    job_store = jobs.JobStore(settings.model_dir)
+    record = job_store.read(args.job_id)
+    if record is None:
+        print(f"error: no job {args.job_id}", file=sys.stderr)
+        return 2
+
+    def train_fn(data_path, progress):
+        dataset = training.dataset_from_npz(data_path)
+        weights, bias, meta = training.train(
+            dataset, record["params"], progress=progress
+        )
+        version = ModelStore(settings.model_dir).publish(weights, bias, meta)
+        return version, meta["metrics"]
+
+    return jobs.run(args.job_id, settings.model_dir, train_fn)
+
+
+def cmd_default_model(args, settings: Settings) -> int:
+    """Train and publish the embedded default model unless one is published."""
+    from app.model import default_data, training
+    from app.model.store import ModelStore
+
+    store = ModelStore(settings.model_dir)
+    if store.current_version() and not args.force:
+        print(f"model {store.current_version()} already published", file=sys.stderr)
+        return 0
+
+    dataset = default_data.load()
+    params = training.validate_params({"solver": "lbfgs"})
+    weights, bias, meta = training.train(dataset, params, progress=_progress_printer())
+    meta["dataset"] = default_data.DESCRIPTION
+    version = store.publish(weights, bias, meta)
+    print(
+        f"published default model {version}: {default_data.DESCRIPTION}, "
+        f"train accuracy {meta['metrics']['train_accuracy']:.4f}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def cmd_models(args, settings: Settings) -> int:
+    from app.model.store import ModelStore
+
+    store = ModelStore(settings.model_dir)
+    current = store.current_version()
+    for version in store.versions():
+        print(("* " if version == current else "  ") + version)
+    return 0
+
+
+def cmd_rollback(args, settings: Settings) -> int:
+    from app.model.store import ModelFileError, ModelStore
+
+    try:
+        ModelStore(settings.model_dir).set_current(args.version)
+    except ModelFileError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"current model is now {args.version}", file=sys.stderr)
+    return 0
+
+
+def cmd_watcher_check(args, settings: Settings) -> int:
+    from app.watcher.cli import watcher_check_main
+
+    return watcher_check_main(args.rest)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m app", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train a model and publish it")
+    train.add_argument("data", help=".npz (images or features, labels) or image folder")
+    train.add_argument("--solver", choices=("lbfgs", "gd"))
+    train.add_argument("--learning-rate", type=float)
+    train.add_argument("--iterations", type=int)
+    train.add_argument("--l2", type=float)
+    train.add_argument("--tol", type=float)
+    train.add_argument("--max-iter", type=int)
+    train.add_argument("--scale", type=float, help="multiplier for raw values")
+    train.add_argument("--threads", type=int, help="BLAS threads (default: all cores)")
+    train.set_defaults(handler=cmd_train)
+
+    job = commands.add_parser("run-job", help=argparse.SUPPRESS)
+    job.add_argument("job_id")
+    job.set_defaults(handler=cmd_run_job)
+
+    default = commands.add_parser(
+        "default-model", help="publish the embedded default model if none exists"
+    )
+    default.add_argument(
+        "--force", action="store_true", help="train even if one exists"
+    )
+    default.set_defaults(handler=cmd_default_model)
+
+    listing = commands.add_parser("models", help="list model versions (* = current)")
+    listing.set_defaults(handler=cmd_models)
+
+    rollback = commands.add_parser("rollback", help="make an older version current")
+    rollback.add_argument("version")
+    rollback.set_defaults(handler=cmd_rollback)
+
+    watcher = commands.add_parser(
+        "watcher-check", help="print the Elasticsearch Watcher health report"
+    )
+    watcher.add_argument("rest", nargs=argparse.REMAINDER)
+    watcher.set_defaults(handler=cmd_watcher_check)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = Settings.from_env()
+    logging.basicConfig(
+        level=settings.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    return args.handler(args, settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

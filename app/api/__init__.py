@@ -1,0 +1,1 @@
+"""HTTP only: decode, validate, call a room below, encode."""

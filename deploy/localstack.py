@@ -1,0 +1,537 @@
+"""Run the production stack on one machine: uWSGI workers behind nginx.
+
+``make run`` calls :func:`main`; the end-to-end tests import :class:`Stack`.
+Both use the production files: ``deploy/uwsgi/app.ini`` (copied beside a
+generated ``app.env``, which uWSGI reads with ``for-readline``) and
+``deploy/nginx/logreg/server.conf`` (with its listen address, socket path and
+body limits rewritten). Everything written goes under one folder, ``var/`` by
+default: sockets and pids in ``run/``, logs in ``log/``, models in ``models/``,
+nginx's files in ``nginx/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import grp
+import os
+import pwd
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+DEPLOY = REPO / "deploy"
+
+NGINX_MODULE_DIRS = (
+    "/usr/lib/nginx/modules",
+    "/usr/share/nginx/modules",
+    "/etc/nginx/modules",
+)
+TRACING_MODULE = "ngx_http_opentracing_module.so"
+LIGHTSTEP_PLUGIN = "liblightstep_tracer_plugin.so"
+
+# The app settings written to app.env for uWSGI's for-readline.
+APP_VARIABLES = (
+    "ADMIN_TOKEN",
+    "MODEL_DIR",
+    "MAX_PREDICT_BYTES",
+    "MAX_TRAIN_BYTES",
+    "LOG_LEVEL",
+    "BLAS_THREADS",
+    "TRACING",
+    "TRACER",
+    "LIGHTSTEP_ACCESS_TOKEN",
+    "LIGHTSTEP_COLLECTOR_HOST",
+    "LIGHTSTEP_COLLECTOR_PORT",
+    "LIGHTSTEP_COLLECTOR_ENCRYPTION",
+    "LIGHTSTEP_COMPONENT_NAME",
+    "ELASTICSEARCH_URL",
+    "ELASTICSEARCH_API_KEY",
+    "ELASTICSEARCH_CA_FILE",
+    "ELASTICSEARCH_VERIFY_CERTS",
+    "ELASTICSEARCH_TIMEOUT",
+    "WATCHER_CACHE_SECONDS",
+    "WATCHER_STALE_SECONDS",
+)
+
+MIB = 1024 * 1024
+
+
+class StackError(RuntimeError):
+    """The stack could not be started; the message says what to fix."""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def find_nginx() -> str:
+    for candidate in (shutil.which("nginx"), "/usr/sbin/nginx"):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    raise StackError(
+        "nginx is not installed: `apt-get install nginx` (make run does this as root)."
+    )
+
+
+def find_tracing_module() -> tuple[str, str] | None:
+    """The nginx-opentracing module and LightStep plugin, when both are here."""
+    module = os.environ.get("NGINX_OPENTRACING_MODULE")
+    if not module:
+        for folder in NGINX_MODULE_DIRS:
+            if os.path.exists(os.path.join(folder, TRACING_MODULE)):
+                module = os.path.join(folder, TRACING_MODULE)
+                break
+    plugin = os.environ.get("LIGHTSTEP_TRACER_PLUGIN")
+    if not plugin:
+        for folder in ("/usr/local/lib", "/usr/lib", "/usr/lib/x86_64-linux-gnu"):
+            if os.path.exists(os.path.join(folder, LIGHTSTEP_PLUGIN)):
+                plugin = os.path.join(folder, LIGHTSTEP_PLUGIN)
+                break
+    if module and plugin and os.path.exists(module) and os.path.exists(plugin):
+        return module, plugin
+    return None
+
+
+class Stack:
+    """uWSGI (master + ``processes`` workers) and nginx on 127.0.0.1:``port``."""
+
+    def __init__(
+        self,
+        var_dir=None,
+        port: int = 0,
+        processes: int = 2,
+        env: dict | None = None,
+        python: str = sys.executable,
+        quiet: bool = True,
+    ):
+        self.var = Path(var_dir or REPO / "var").resolve()
+        self.port = port or free_port()
+        self.processes = processes
+        self.python = python
+        self.quiet = quiet
+        self.extra_env = dict(env or {})
+
+        self.run_dir = Path(self.extra_env.pop("RUN_DIR", None) or self.var / "run")
+        self.log_dir = self.var / "log"
+        self.nginx_dir = self.var / "nginx"
+        self.model_dir = Path(
+            self.extra_env.get("MODEL_DIR")
+            or os.environ.get("MODEL_DIR")
+            or self.var / "models"
+        ).resolve()
+        self.socket_path = self.run_dir / "uwsgi.sock"
+        self.pidfile = self.run_dir / "uwsgi.pid"
+
+        token = self.extra_env.get("ADMIN_TOKEN", os.environ.get("ADMIN_TOKEN"))
+        self.admin_token = token if token is not None else secrets.token_urlsafe(24)
+        self.tracing_module = find_tracing_module()
+        self.uwsgi: subprocess.Popen | None = None
+        self.nginx: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def uwsgi_pid(self) -> int:
+        return int(self.pidfile.read_text().strip())
+
+    def app_env(self) -> dict:
+        values = {
+            name: os.environ[name] for name in APP_VARIABLES if name in os.environ
+        }
+        values.update(self.extra_env)
+        values["ADMIN_TOKEN"] = self.admin_token
+        values["MODEL_DIR"] = str(self.model_dir)
+        return values
+
+    def _owner(self):
+        """Who uWSGI runs as, and the group nginx's workers connect with."""
+        user = pwd.getpwuid(os.getuid()).pw_name
+        group = grp.getgrgid(os.getgid()).gr_name
+        nginx_group = "www-data" if os.getuid() == 0 else group
+        return user, group, nginx_group
+
+    # -- preparing files -------------------------------------------------
+
+    def prepare(self) -> None:
+        for folder in (self.run_dir, self.log_dir, self.nginx_dir, self.model_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+        # nginx's workers need to reach the socket, nothing more.
+        os.chmod(self.run_dir, 0o755)
+        if os.getuid() == 0:
+            self._check_nginx_can_reach(self.run_dir)
+
+        shutil.copy(DEPLOY / "uwsgi" / "app.ini", self.run_dir / "uwsgi.ini")
+        env_file = self.run_dir / "app.env"
+        descriptor = os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            for name, value in self.app_env().items():
+                if "\n" in value:
+                    raise StackError(f"{name} must not contain a newline.")
+                handle.write(f"{name}={value}\n")
+
+        self._render_nginx()
+
+    def _check_nginx_can_reach(self, folder: Path) -> None:
+        """As root, nginx's workers run as www-data: they must reach the socket."""
+        for parent in [folder, *folder.parents]:
+            mode = parent.stat().st_mode
+            if not mode & 0o001:
+                raise StackError(
+                    f"nginx's workers (www-data) cannot reach {folder}: {parent} is "
+                    "not searchable by others. Run from a checkout under a path with "
+                    "`chmod o+x` on every folder, or set RUN_DIR to such a folder."
+                )
+
+    def _render_nginx(self) -> None:
+        conf_dir = self.nginx_dir / "conf"
+        site_dir = conf_dir / "logreg"
+        site_dir.mkdir(parents=True, exist_ok=True)
+        for folder in ("tmp/body", "tmp/uwsgi", "tmp/proxy", "tmp/fastcgi", "tmp/scgi"):
+            (self.nginx_dir / folder).mkdir(parents=True, exist_ok=True)
+
+        params = Path("/etc/nginx/uwsgi_params")
+        if not params.exists():
+            raise StackError("/etc/nginx/uwsgi_params is missing: reinstall nginx.")
+        shutil.copy(params, conf_dir / "uwsgi_params")
+
+        predict_limit = int(self.app_env().get("MAX_PREDICT_BYTES", 64 * MIB))
+        train_limit = int(self.app_env().get("MAX_TRAIN_BYTES", 1024 * MIB))
+        server = (DEPLOY / "nginx" / "logreg" / "server.conf").read_text()
+        server = _replace_line(server, r"listen \S+;", f"listen 127.0.0.1:{self.port};")
+        server = _replace_line(
+            server, r"server unix:\S+;", f"server unix:{self.socket_path};"
+        )
+        server = _replace_line(
+            server,
+            r"client_max_body_size 64m;",
+            f"client_max_body_size {predict_limit};",
+        )
+        server = _replace_line(
+            server,
+            r"client_max_body_size 1024m;",
+            f"client_max_body_size {train_limit};",
+        )
+        (site_dir / "server.conf").write_text(server)
+
+        if self.tracing_module:
+            for name in ("tracing-http.conf", "tracing-location.conf"):
+                shutil.copy(DEPLOY / "nginx" / "logreg" / name, site_dir / name)
+        else:
+            for name in ("tracing-http.conf", "tracing-location.conf"):
+                (site_dir / name).write_text(
+                    "# nginx-opentracing is not installed: "
+                    "tracing directives left out.\n"
+                )
+
+        user_line = "user www-data;" if os.getuid() == 0 else ""
+        module_line = tracer_line = ""
+        if self.tracing_module:
+            module, plugin = self.tracing_module
+            module_line = f"load_module {module};"
+            config = self.nginx_dir / "lightstep-config.json"
+            tracer_line = f"opentracing_load_tracer {plugin} {config};"
+            self._render_lightstep_config()
+
+        (conf_dir / "nginx.conf").write_text(
+            LOCAL_NGINX.format(
+                user_line=user_line,
+                module_line=module_line,
+                tracer_line=tracer_line,
+                var=self.nginx_dir,
+                log=self.log_dir,
+            )
+        )
+
+    def _render_lightstep_config(self) -> None:
+        from string import Template
+
+        env = self.app_env()
+        template = (
+            DEPLOY / "nginx" / "logreg" / "lightstep-config.json.template"
+        ).read_text()
+        encryption = env.get("LIGHTSTEP_COLLECTOR_ENCRYPTION", "tls")
+        rendered = Template(template).substitute(
+            LIGHTSTEP_ACCESS_TOKEN=env.get("LIGHTSTEP_ACCESS_TOKEN", ""),
+            LIGHTSTEP_NGINX_COMPONENT_NAME="nginx",
+            LIGHTSTEP_COLLECTOR_HOST=env.get(
+                "LIGHTSTEP_COLLECTOR_HOST", "ingest.lightstep.com"
+            ),
+            LIGHTSTEP_COLLECTOR_PORT=env.get("LIGHTSTEP_COLLECTOR_PORT", "443"),
+            LIGHTSTEP_COLLECTOR_PLAINTEXT="true" if encryption == "none" else "false",
+        )
+        path = self.nginx_dir / "lightstep-config.json"
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(rendered)
+
+    # -- running ---------------------------------------------------------
+
+    def nginx_command(self, *extra) -> list[str]:
+        conf = self.nginx_dir / "conf" / "nginx.conf"
+        return [
+            find_nginx(),
+            "-p",
+            str(self.nginx_dir),
+            "-c",
+            str(conf),
+            "-e",
+            str(self.log_dir / "nginx-error.log"),
+            *extra,
+        ]
+
+    def check_nginx(self) -> str:
+        """``nginx -t`` on the rendered configuration; its output on success."""
+        result = subprocess.run(
+            self.nginx_command("-t"), capture_output=True, text=True
+        )
+        if result.returncode:
+            raise StackError(f"nginx -t failed:\n{result.stderr}")
+        return result.stderr
+
+    def uwsgi_env(self) -> dict:
+        user, group, nginx_group = self._owner()
+        env = dict(os.environ)
+        env.update(
+            APP_DIR=str(REPO),
+            APP_VENV=str(Path(os.path.abspath(self.python)).parent.parent),
+            RUN_DIR=str(self.run_dir),
+            LOG_DIR=str(self.log_dir),
+            PROCESSES=str(self.processes),
+            APP_USER=user,
+            APP_GROUP=group,
+            SOCKET_GROUP=nginx_group,
+        )
+        # The app reads its settings from app.env, like in production.
+        for name in APP_VARIABLES:
+            env.pop(name, None)
+        return env
+
+    def start(self, timeout: float = 60.0) -> Stack:
+        self.prepare()
+        self.check_nginx()
+        uwsgi = str(Path(self.python).parent / "uwsgi")
+        if not os.access(uwsgi, os.X_OK):
+            raise StackError(f"{uwsgi} is missing: `pip install -r requirements.txt`.")
+
+        self.socket_path.unlink(missing_ok=True)
+        self.uwsgi = subprocess.Popen(
+            [uwsgi, "--ini", str(self.run_dir / "uwsgi.ini")],
+            env=self.uwsgi_env(),
+            cwd=REPO,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        self._wait(lambda: self.socket_path.exists(), timeout, "uWSGI's socket")
+
+        self.nginx = subprocess.Popen(
+            self.nginx_command("-g", "daemon off;"),
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        self._wait(self._healthy, timeout, "GET /api/v1/health through nginx")
+        return self
+
+    def _healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(
+                self.url + "/api/v1/health", timeout=2
+            ) as reply:
+                return reply.status == 200
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            return False
+
+    def _wait(self, condition, timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for name, process in (("uWSGI", self.uwsgi), ("nginx", self.nginx)):
+                if process is not None and process.poll() is not None:
+                    raise StackError(
+                        f"{name} exited with status {process.returncode} while waiting "
+                        f"for {what}; see {self.log_dir}."
+                    )
+            if condition():
+                return
+            time.sleep(0.05)
+        raise StackError(
+            f"timed out after {timeout:.0f}s waiting for {what}; see {self.log_dir}."
+        )
+
+    def worker_pids(self) -> list[int]:
+        """The uWSGI workers: the master's children that are uWSGI processes."""
+        master = self.uwsgi_pid
+        children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+        pids = []
+        for pid in map(int, children):
+            try:
+                command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0]
+            except OSError:
+                continue
+            if command.endswith(b"uwsgi"):
+                pids.append(pid)
+        return pids
+
+    def reload(self, timeout: float = 60.0) -> None:
+        """Graceful reload (SIGHUP): workers finish their requests, then restart."""
+        before = set(self.worker_pids())
+        os.kill(self.uwsgi_pid, signal.SIGHUP)
+        self._wait(
+            lambda: (
+                len(set(self.worker_pids()) - before) >= self.processes
+                and self._healthy()
+            ),
+            timeout,
+            "the reloaded workers",
+        )
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """nginx finishes its requests (SIGQUIT); uWSGI shuts down (SIGTERM)."""
+        for process, stop_signal in (
+            (self.nginx, signal.SIGQUIT),
+            (self.uwsgi, signal.SIGTERM),
+        ):
+            if process is None or process.poll() is not None:
+                continue
+            process.send_signal(stop_signal)
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+def _replace_line(text: str, pattern: str, replacement: str) -> str:
+    updated, count = re.subn(pattern, replacement, text)
+    if count != 1:
+        raise StackError(f"server.conf should hold one line matching {pattern!r}.")
+    return updated
+
+
+LOCAL_NGINX = """\
+# Rendered by deploy/localstack.py for `make run` and the tests; the server
+# block is deploy/nginx/logreg/server.conf.
+{user_line}
+worker_processes 2;
+pid {var}/nginx.pid;
+{module_line}
+
+events {{
+    worker_connections 1024;
+}}
+
+http {{
+    default_type application/octet-stream;
+    access_log {log}/nginx-access.log;
+    error_log {log}/nginx-error.log;
+    client_body_temp_path {var}/tmp/body;
+    uwsgi_temp_path {var}/tmp/uwsgi;
+    proxy_temp_path {var}/tmp/proxy;
+    fastcgi_temp_path {var}/tmp/fastcgi;
+    scgi_temp_path {var}/tmp/scgi;
+
+    {tracer_line}
+    include logreg/tracing-http.conf;
+    include logreg/server.conf;
+}}
+"""
+
+
+def ensure_default_model(stack: Stack) -> None:
+    """Publish the embedded default model when MODEL_DIR holds none."""
+    env = dict(os.environ, MODEL_DIR=str(stack.model_dir))
+    subprocess.run(
+        [stack.python, "-m", "app", "default-model"], cwd=REPO, env=env, check=True
+    )
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        description="Serve the app behind nginx on loopback."
+    )
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")))
+    parser.add_argument(
+        "--processes", type=int, default=int(os.environ.get("PROCESSES", "4"))
+    )
+    parser.add_argument("--var", default=os.environ.get("VAR_DIR", str(REPO / "var")))
+    args = parser.parse_args(argv)
+
+    stack = Stack(var_dir=args.var, port=args.port, processes=args.processes)
+    token_file = stack.run_dir / "admin-token"
+    generated = "ADMIN_TOKEN" not in os.environ
+    try:
+        ensure_default_model(stack)
+        stack.start()
+    except (StackError, subprocess.CalledProcessError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        stack.stop()
+        return 1
+
+    if generated:
+        descriptor = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(stack.admin_token)
+    if stack.tracing_module:
+        print("nginx tracing: nginx-opentracing and the LightStep plugin are loaded.")
+    else:
+        print(
+            "nginx tracing: off, the nginx-opentracing module is not installed; "
+            "the app still traces when LIGHTSTEP_ACCESS_TOKEN is set."
+        )
+    print(_banner(stack, token_file if generated else None), flush=True)
+
+    stopping = []
+
+    def request_stop(signum, frame):
+        stopping.append(signum)
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    while not stopping:
+        for name, process in (("uWSGI", stack.uwsgi), ("nginx", stack.nginx)):
+            if process.poll() is not None:
+                print(
+                    f"{name} exited ({process.returncode}); stopping.", file=sys.stderr
+                )
+                stopping.append(0)
+        time.sleep(0.2)
+
+    print("stopping nginx and uWSGI ...", file=sys.stderr)
+    stack.stop()
+    print("stopped.", file=sys.stderr)
+    return 0
+
+
+def _banner(stack: Stack, token_file) -> str:
+    token = f"$(cat {token_file})" if token_file else "$ADMIN_TOKEN"
+    url = stack.url
+    return f"""
+Serving on {url} with {stack.processes} uWSGI workers behind nginx.
+Logs: {stack.log_dir}   Models: {stack.model_dir}
+
+  curl -s {url}/api/v1/health
+  curl -s {url}/api/v1/model
+  python -c 'import json; print(json.dumps({{"features": [0]*64}}))' |
+    curl -s -H 'Content-Type: application/json' --data-binary @- {url}/predict
+  curl -s -H 'Content-Type: image/png' --data-binary @digit.png {url}/api/v1/predict
+  curl -s -H "Authorization: Bearer {token}" -F data=@train.npz \\
+    -F 'params={{"solver": "gd", "learning_rate": 0.005, "iterations": 2000}}' \\
+    {url}/api/v1/train
+
+Ctrl-C stops everything.
+"""
+
+
+if __name__ == "__main__":
+    sys.exit(main())
