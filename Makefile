@@ -34,9 +34,17 @@ run: $(VENV)/.installed nginx
 test: $(VENV)/.installed-dev nginx
 	$(PY) -m pytest
 
+# The serving and training benchmark on loopback (a few minutes; needs wrk).
+bench: $(VENV)/.installed-dev nginx
+	$(PY) bench/run.py
+
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
+
+# A LightStep collector on 127.0.0.1:8360 that prints each trace as a tree.
+traces: $(VENV)/.installed-dev
+	$(PY) tools/traces.py
 
 clean:
 	rm -rf var .pytest_cache

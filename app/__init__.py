@@ -23,6 +23,9 @@ def configure_logging(settings: Settings) -> None:
         )
         root.addHandler(handler)
     root.setLevel(settings.log_level)
+    # The Elasticsearch transport logs every call at INFO; the watcher's own
+    # spans and findings already say what matters.
+    logging.getLogger("elastic_transport").setLevel(logging.WARNING)
 
 
 def _drain(request) -> None:
@@ -45,11 +48,12 @@ def _worker_id() -> str:
         import uwsgi
     except ImportError:
         return "0"
-    return str(uwsgi.worker_id())
+    worker_id = getattr(uwsgi, "worker_id", None)
+    return str(worker_id()) if worker_id else "0"
 
 
 def create_app(settings: Settings | None = None) -> Flask:
-    from app.api import health, models, predict, train, watcher
+    from app.api import health, models, openapi, predict, train, watcher
     from app.model.jobs import JobStore
     from app.model.store import ModelCache, ModelStore
     from app.model.threads import limit_blas
@@ -95,7 +99,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         response.headers["X-Served-By"] = _worker_id()
         return response
 
-    for module in (health, predict, train, models, watcher):
+    for module in (health, predict, train, models, watcher, openapi):
         app.register_blueprint(module.bp)
     register_error_handlers(app)
     init_tracing(app, settings)

@@ -103,6 +103,7 @@ def cmd_run_job(args, settings: Settings) -> int:
     from app.model import jobs, training
     from app.model.store import ModelStore
     from app.model.threads import set_training_threads
+    from app.tracing.jobs import JobTrace
 
     set_training_threads()
     job_store = jobs.JobStore(settings.model_dir)
@@ -111,15 +112,19 @@ def cmd_run_job(args, settings: Settings) -> int:
         print(f"error: no job {args.job_id}", file=sys.stderr)
         return 2
 
-    def train_fn(data_path, progress):
-        dataset = training.dataset_from_npz(data_path)
-        weights, bias, meta = training.train(
-            dataset, record["params"], progress=progress
-        )
-        version = ModelStore(settings.model_dir).publish(weights, bias, meta)
-        return version, meta["metrics"]
+    with JobTrace(settings, record) as trace:
 
-    return jobs.run(args.job_id, settings.model_dir, train_fn)
+        def train_fn(data_path, progress):
+            dataset = training.dataset_from_npz(data_path)
+            weights, bias, meta = training.train(
+                dataset, record["params"], progress=trace.progress(progress)
+            )
+            version = ModelStore(settings.model_dir).publish(weights, bias, meta)
+            return version, meta["metrics"]
+
+        status = jobs.run(args.job_id, settings.model_dir, train_fn)
+        trace.outcome(job_store.read(args.job_id))
+    return status
 
 
 def cmd_default_model(args, settings: Settings) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import io
 import shutil
 import sys
@@ -17,7 +18,20 @@ REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data" / "catvnoncat"
 ADMIN_TOKEN = "test-admin-token-5f0c2a9d"
 
-sys.path.insert(0, str(REPO / "deploy"))
+
+def _load_localstack():
+    # By file path: putting deploy/ on sys.path would make deploy/uwsgi/ shadow
+    # the uwsgi module the app probes for.
+    spec = importlib.util.spec_from_file_location(
+        "localstack", REPO / "deploy" / "localstack.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["localstack"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+localstack = _load_localstack()
 
 
 def pytest_collection_finish(session):
@@ -83,7 +97,7 @@ def stack_factory(request):
     pytest's private temp folder, because nginx's workers (www-data, when the
     tests run as root) must be able to reach the socket.
     """
-    from localstack import Stack
+    Stack = localstack.Stack
 
     started = []
     base = REPO / "var" / "tests"

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, request
+import orjson
+from flask import Blueprint, current_app, request
 
 from app.api.common import current_model, feature_error
 from app.errors import ApiError
@@ -78,12 +79,15 @@ def predict():
     with child_span("predict.score", {"batch_size": int(rows.shape[0])}):
         probabilities = model.probabilities(rows)
 
-    label_names = model.classes
-    threshold = model.threshold
-    predictions = []
-    for probability in probabilities.tolist():
-        label = 1 if probability >= threshold else 0
-        predictions.append(
-            {"label": label, "class": label_names[label], "probability": probability}
-        )
-    return {"model_version": model.version, "predictions": predictions}
+    names = model.classes
+    labels = (probabilities >= model.threshold).astype(int).tolist()
+    predictions = [
+        {"label": label, "class": names[label], "probability": probability}
+        for label, probability in zip(labels, probabilities.tolist(), strict=True)
+    ]
+
+    # orjson writes the same JSON as Flask's encoder (compact, shortest float
+    # that reads back exactly, keys in order) several times faster, which
+    # matters for a batch of thousands.
+    body = orjson.dumps({"model_version": model.version, "predictions": predictions})
+    return current_app.response_class(body + b"\n", mimetype="application/json")

@@ -158,6 +158,7 @@ def spawn(job_id: str, model_dir) -> None:
             stdout=log_file,
             stderr=subprocess.STDOUT,
             env=env,
+            cwd=Path(__file__).resolve().parents[2],
             start_new_session=True,
             close_fds=True,
         )

@@ -25,6 +25,10 @@ from scipy import optimize, special
 
 SOLVERS = ("lbfgs", "gd")
 
+# Gradient descent works on the n x n Gram matrix up to this many examples
+# (128 MiB of float64); above it, or when it would not save work, on X itself.
+GRAM_MAX_EXAMPLES = 4096
+
 DEFAULTS = {
     "solver": "lbfgs",
     "learning_rate": 0.005,
@@ -50,13 +54,9 @@ def loss_and_gradient(w, b, X, y, l2=0.0, xp=np):
     (no copy of ``X`` is made) and everything of length ``n`` or ``F`` is
     accumulated in float64.
     """
-    n = X.shape[0]
     z = (X @ w.astype(X.dtype, copy=False)).astype(xp.float64, copy=False) + b
+    loss, residual = _margin_loss(z, y, xp)
 
-    # log(1 + e^z) - y z, the negative log likelihood of one example.
-    loss = float(xp.mean(xp.logaddexp(0.0, z) - y * z))
-
-    residual = (_sigmoid(z, xp) - y) / n
     grad_w = (X.T @ residual.astype(X.dtype, copy=False)).astype(xp.float64)
     grad_b = float(residual.sum())
 
@@ -64,6 +64,14 @@ def loss_and_gradient(w, b, X, y, l2=0.0, xp=np):
         loss += 0.5 * l2 * float(w @ w)
         grad_w += l2 * w
     return loss, grad_w, grad_b
+
+
+def _margin_loss(z, y, xp):
+    """The mean log loss at margins ``z``, and its derivative in ``z``."""
+    # log(1 + e^z) - y z, the negative log likelihood of one example.
+    loss = float(xp.mean(xp.logaddexp(0.0, z) - y * z))
+    residual = (_sigmoid(z, xp) - y) / z.shape[0]
+    return loss, residual
 
 
 @dataclass
@@ -86,20 +94,11 @@ def fit_gd(X, y, learning_rate=0.005, iterations=2000, l2=0.0, progress=None, xp
     """
     started = time.perf_counter()
     y = xp.asarray(y, dtype=xp.float64)
-    w = xp.zeros(X.shape[1], dtype=xp.float64)
-    b = 0.0
-    costs = []
-    report_every = max(1, iterations // 100)
-
-    loss = math.nan
-    for i in range(iterations):
-        loss, grad_w, grad_b = loss_and_gradient(w, b, X, y, l2, xp)
-        if i % 100 == 0:
-            costs.append((i, loss))
-        w -= learning_rate * grad_w
-        b -= learning_rate * grad_b
-        if progress is not None and (i + 1) % report_every == 0:
-            progress((i + 1) / iterations, i + 1, loss)
+    n, n_features = X.shape
+    if _gram_is_cheaper(n, n_features, iterations):
+        w, b, costs = _gd_on_gram(X, y, learning_rate, iterations, l2, progress, xp)
+    else:
+        w, b, costs = _gd_on_features(X, y, learning_rate, iterations, l2, progress, xp)
 
     final_loss, _, _ = loss_and_gradient(w, b, X, y, l2, xp)
     return FitResult(
@@ -111,6 +110,70 @@ def fit_gd(X, y, learning_rate=0.005, iterations=2000, l2=0.0, progress=None, xp
         seconds=time.perf_counter() - started,
         costs=costs,
     )
+
+
+def _gram_is_cheaper(n, n_features, iterations) -> bool:
+    """Whether n x n products beat two passes over X at every step.
+
+    The Gram route makes ``X X^T`` once (about n^2 F) and then pays n^2 a
+    step; the direct route pays 2 n F a step. The Gram matrix must also fit
+    in a modest amount of memory.
+    """
+    if n > GRAM_MAX_EXAMPLES:
+        return False
+    return n * n_features + iterations * n < 2 * iterations * n_features
+
+
+def _gd_on_features(X, y, learning_rate, iterations, l2, progress, xp):
+    w = xp.zeros(X.shape[1], dtype=xp.float64)
+    b = 0.0
+    costs = []
+    report_every = max(1, iterations // 100)
+
+    for i in range(iterations):
+        loss, grad_w, grad_b = loss_and_gradient(w, b, X, y, l2, xp)
+        if i % 100 == 0:
+            costs.append((i, loss))
+        w -= learning_rate * grad_w
+        b -= learning_rate * grad_b
+        if progress is not None and (i + 1) % report_every == 0:
+            progress((i + 1) / iterations, i + 1, loss)
+    return w, b, costs
+
+
+def _gd_on_gram(X, y, learning_rate, iterations, l2, progress, xp):
+    """The same iterates, with the weights kept as ``w = X^T a``.
+
+    From zero, every step adds a multiple of ``X^T r`` (and shrinks ``w``
+    under the penalty), so ``w`` stays ``X^T a`` for some ``a`` of length n,
+    and with ``K = X X^T``::
+
+        z = X w + b = K a + b,    ||w||^2 = a . K a,
+        w <- (1 - rate * l2) w - rate * X^T r   is   a <- (1 - rate * l2) a - rate * r
+
+    Only rounding differs from the direct route.
+    """
+    gram = (X @ X.T).astype(xp.float64, copy=False)
+    a = xp.zeros(X.shape[0], dtype=xp.float64)
+    b = 0.0
+    costs = []
+    report_every = max(1, iterations // 100)
+    shrink = 1.0 - learning_rate * l2
+
+    for i in range(iterations):
+        gram_a = gram @ a
+        loss, residual = _margin_loss(gram_a + b, y, xp)
+        if l2:
+            loss += 0.5 * l2 * float(a @ gram_a)
+        if i % 100 == 0:
+            costs.append((i, loss))
+        a = shrink * a - learning_rate * residual
+        b -= learning_rate * float(residual.sum())
+        if progress is not None and (i + 1) % report_every == 0:
+            progress((i + 1) / iterations, i + 1, loss)
+
+    w = (X.T @ a.astype(X.dtype, copy=False)).astype(xp.float64)
+    return w, b, costs
 
 
 def fit_lbfgs(X, y, l2=0.01, tol=1e-6, max_iter=500, progress=None, xp=np):

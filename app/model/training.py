@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,13 +72,20 @@ def validate_params(params) -> dict:
         if expected is str:
             if not isinstance(value, str):
                 raise DataError("invalid_params", f"'{name}' must be a string.")
-        elif isinstance(value, bool) or not isinstance(value, (int, float)):
+            clean[name] = value
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise DataError("invalid_params", f"'{name}' must be a number.")
-        elif expected is int and (not float(value).is_integer()):
-            raise DataError("invalid_params", f"'{name}' must be a whole number.")
-        elif not math.isfinite(value):
+        try:
+            number = float(value)
+        except OverflowError:
+            # A JSON integer too large for a float: out of every range below.
+            number = math.inf
+        if not math.isfinite(number):
             raise DataError("invalid_params", f"'{name}' must be finite.")
-        clean[name] = expected(value)
+        if expected is int and not number.is_integer():
+            raise DataError("invalid_params", f"'{name}' must be a whole number.")
+        clean[name] = expected(number)
 
     if clean["solver"] not in logistic.SOLVERS:
         raise DataError(
@@ -119,11 +127,11 @@ def dataset_from_arrays(
         images = np.asarray(images)
         if images.ndim == 3:
             images = images[..., np.newaxis]
-        if images.ndim != 4 or images.dtype != np.uint8:
+        if images.ndim != 4 or images.dtype != np.uint8 or 0 in images.shape[1:]:
             raise DataError(
                 "invalid_training_data",
-                "'images' must be uint8 of shape (N, H, W, C) or (N, H, W); "
-                f"got {images.dtype} {images.shape}.",
+                "'images' must be uint8 of shape (N, H, W, C) or (N, H, W) with no "
+                f"zero side; got {images.dtype} {images.shape}.",
             )
         shape = tuple(int(side) for side in images.shape[1:])
         raw = images.reshape(images.shape[0], -1)
@@ -209,28 +217,52 @@ def _check_labels(labels, n_examples):
 def _check_classes(classes):
     if classes is None:
         return ("0", "1")
-    names = [
-        c.decode() if isinstance(c, bytes) else c
-        for c in list(np.asarray(classes).tolist())
-    ]
-    if len(names) != 2 or not all(isinstance(name, str) and name for name in names):
+    # Only a list of two names: a bare string, a number or an object would
+    # otherwise be iterated into something that merely looks like two names.
+    names = np.asarray(classes).tolist() if isinstance(classes, np.ndarray) else classes
+    if isinstance(names, list | tuple):
+        names = [_class_name(name) for name in names]
+    if not (
+        isinstance(names, list)
+        and len(names) == 2
+        and all(isinstance(name, str) and name for name in names)
+    ):
         raise DataError(
-            "invalid_classes", "'classes' must name two classes: [label 0, label 1]."
+            "invalid_classes",
+            "'classes' must be a list of two non-empty names: [label 0, label 1].",
         )
     return tuple(names)
+
+
+def _class_name(name):
+    if isinstance(name, bytes):
+        try:
+            return name.decode()
+        except UnicodeDecodeError:
+            return None
+    return name
 
 
 def dataset_from_npz(path_or_file) -> Dataset:
     """Read a ``.npz`` with ``images`` or ``features``, ``labels``, ``classes``."""
     try:
-        with np.load(path_or_file, allow_pickle=False) as archive:
+        loaded = np.load(path_or_file, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise DataError(
+                "invalid_training_data",
+                "The file is a single .npy array; send an .npz archive with "
+                "'images' or 'features' and 'labels'.",
+            )
+        with loaded as archive:
             arrays = {name: archive[name] for name in archive.files}
+    except DataError:
+        raise
     except ValueError as error:
         # Object arrays need pickle, which is never allowed.
         raise DataError(
             "invalid_training_data", f"The .npz cannot be read without pickle: {error}"
         ) from None
-    except (OSError, EOFError, KeyError) as error:
+    except (OSError, EOFError, KeyError, zipfile.BadZipFile) as error:
         raise DataError(
             "invalid_training_data", f"The file is not a readable .npz: {error}"
         ) from None
@@ -243,12 +275,19 @@ def dataset_from_npz(path_or_file) -> Dataset:
             f"Unexpected arrays {extra}; accepted: {', '.join(sorted(allowed))}.",
         )
     shape = arrays.get("input_shape")
+    if shape is not None:
+        if shape.ndim != 1 or shape.dtype.kind not in "iu":
+            raise DataError(
+                "invalid_input_shape",
+                "'input_shape' must be three integers: [height, width, channels].",
+            )
+        shape = [int(side) for side in shape]
     return dataset_from_arrays(
         features=arrays.get("features"),
         images=arrays.get("images"),
         labels=arrays.get("labels"),
         classes=arrays.get("classes"),
-        input_shape=None if shape is None else [int(side) for side in shape],
+        input_shape=shape,
     )
 
 

@@ -1,0 +1,82 @@
+"""Keep secrets out of spans: redacted URLs, and a last scrub before recording.
+
+Spans leave the machine for LightStep, so nothing in them may be a credential.
+Two layers: the server span's ``http.url`` drops the values of token-like query
+parameters and any user:password in a URL, and every string a span carries is
+scrubbed of the configured secrets (``Settings.secrets()``) just before the
+recorder converts it, whoever set the tag.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import parse_qsl, quote
+
+REDACTED = "[redacted]"
+
+_SECRET_NAMES = re.compile(
+    r"token|key|secret|passw|auth|credential|signature|^sig$|session|cookie",
+    re.IGNORECASE,
+)
+_URL_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
+_MAX_VALUE = 1024
+
+
+def safe_url(path: str, query_string: str) -> str:
+    """``path?query`` with token-like parameter values replaced by ``[redacted]``."""
+    if not query_string:
+        return path
+    pairs = []
+    for name, value in parse_qsl(query_string, keep_blank_values=True):
+        shown = REDACTED if _SECRET_NAMES.search(name) else quote(value, safe="")
+        pairs.append(f"{quote(name, safe='')}={shown}")
+    return f"{path}?{'&'.join(pairs)}"
+
+
+class Scrubber:
+    """Replaces each configured secret, and URL credentials, in a string."""
+
+    def __init__(self, secrets):
+        # Longest first, so a secret that contains another is removed whole.
+        self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+
+    def __call__(self, value):
+        if not isinstance(value, str):
+            return value
+        for secret in self._secrets:
+            if secret in value:
+                value = value.replace(secret, REDACTED)
+        if "://" in value:
+            value = _URL_USERINFO.sub(REDACTED + "@", value)
+        if len(value) > _MAX_VALUE:
+            value = value[:_MAX_VALUE] + "..."
+        return value
+
+    def span(self, span) -> None:
+        """Scrub a finished basictracer span in place: name, tags, log fields."""
+        span.operation_name = self(span.operation_name)
+        if span.tags:
+            span.tags = {key: self(value) for key, value in span.tags.items()}
+        for log in span.logs:
+            if log.key_values:
+                log.key_values = {
+                    key: self(value) for key, value in log.key_values.items()
+                }
+
+
+class ScrubbingRecorder:
+    """A recorder in front of LightStep's: scrub each span, then hand it on."""
+
+    def __init__(self, recorder, scrubber: Scrubber):
+        self.inner = recorder
+        self._scrub = scrubber
+
+    def record_span(self, span) -> None:
+        self._scrub.span(span)
+        self.inner.record_span(span)
+
+    def flush(self) -> bool:
+        return self.inner.flush()
+
+    def shutdown(self, flush: bool = True) -> bool:
+        return self.inner.shutdown(flush=flush)

@@ -1,0 +1,1 @@
+"""The benchmark behind `make bench`: bench/run.py and its naive baseline."""

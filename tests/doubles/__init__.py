@@ -1,0 +1,1 @@
+"""Doubles for services that cannot run on the test machine."""
