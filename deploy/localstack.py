@@ -114,6 +114,7 @@ class Stack:
         env: dict | None = None,
         python: str = sys.executable,
         quiet: bool = True,
+        user: str | None = None,
     ):
         self.var = Path(var_dir or REPO / "var").resolve()
         self.port = port or free_port()
@@ -121,6 +122,8 @@ class Stack:
         self.python = python
         self.quiet = quiet
         self.extra_env = dict(env or {})
+        # Started as root, uWSGI drops to this user (default: whoever starts it).
+        self.user = user
 
         self.run_dir = Path(self.extra_env.pop("RUN_DIR", None) or self.var / "run")
         self.log_dir = self.var / "log"
@@ -158,8 +161,12 @@ class Stack:
 
     def _owner(self):
         """Who uWSGI runs as, and the group nginx's workers connect with."""
-        user = pwd.getpwuid(os.getuid()).pw_name
-        group = grp.getgrgid(os.getgid()).gr_name
+        if self.user:
+            account = pwd.getpwnam(self.user)
+            user, group = account.pw_name, grp.getgrgid(account.pw_gid).gr_name
+        else:
+            user = pwd.getpwuid(os.getuid()).pw_name
+            group = grp.getgrgid(os.getgid()).gr_name
         nginx_group = "www-data" if os.getuid() == 0 else group
         return user, group, nginx_group
 
@@ -183,6 +190,15 @@ class Stack:
                 handle.write(f"{name}={value}\n")
 
         self._render_nginx()
+        if self.user:
+            self._hand_over(self.user)
+
+    def _hand_over(self, user: str) -> None:
+        """Give the dropped-to user the folders it writes: run, log, models."""
+        account = pwd.getpwnam(user)
+        for folder in (self.run_dir, self.log_dir, self.model_dir):
+            for path in [folder, *folder.rglob("*")]:
+                os.chown(path, account.pw_uid, account.pw_gid, follow_symlinks=False)
 
     def _check_nginx_can_reach(self, folder: Path) -> None:
         """As root, nginx's workers run as www-data: they must reach the socket."""
@@ -456,6 +472,24 @@ def ensure_default_model(stack: Stack) -> None:
     )
 
 
+def write_samples(folder: Path) -> None:
+    """Files for the banner's curl lines: two digit PNGs and a training .npz."""
+    env = dict(os.environ, SAMPLES=str(folder))
+    script = (
+        "import os, numpy as np\n"
+        "from PIL import Image\n"
+        "from app.model import default_data\n"
+        "d = default_data.load(); out = os.environ['SAMPLES']\n"
+        "os.makedirs(out, exist_ok=True)\n"
+        "images = d.raw.reshape(-1, 8, 8)\n"
+        "Image.fromarray(images[d.labels == 1][0]).save(out + '/eight.png')\n"
+        "Image.fromarray(images[d.labels == 0][0]).save(out + '/three.png')\n"
+        "np.savez(out + '/digits.npz', images=images[..., None], labels=d.labels,\n"
+        "         classes=np.array(d.classes))\n"
+    )
+    subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, check=True)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         description="Serve the app behind nginx on loopback."
@@ -472,6 +506,7 @@ def main(argv=None) -> int:
     generated = "ADMIN_TOKEN" not in os.environ
     try:
         ensure_default_model(stack)
+        write_samples(stack.var / "samples")
         stack.start()
     except (StackError, subprocess.CalledProcessError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -516,18 +551,22 @@ def main(argv=None) -> int:
 def _banner(stack: Stack, token_file) -> str:
     token = f"$(cat {token_file})" if token_file else "$ADMIN_TOKEN"
     url = stack.url
+    samples = stack.var / "samples"
     return f"""
 Serving on {url} with {stack.processes} uWSGI workers behind nginx.
 Logs: {stack.log_dir}   Models: {stack.model_dir}
 
   curl -s {url}/api/v1/health
   curl -s {url}/api/v1/model
-  python -c 'import json; print(json.dumps({{"features": [0]*64}}))' |
-    curl -s -H 'Content-Type: application/json' --data-binary @- {url}/predict
-  curl -s -H 'Content-Type: image/png' --data-binary @digit.png {url}/api/v1/predict
-  curl -s -H "Authorization: Bearer {token}" -F data=@train.npz \\
+  curl -s -H 'Content-Type: image/png' --data-binary @{samples}/eight.png {url}/predict
+  curl -s -F image=@{samples}/eight.png -F image=@{samples}/three.png \\
+    {url}/api/v1/predict
+  curl -s -H 'Content-Type: application/json' \\
+    -d "{{\\"features\\": [$(seq -s, 0 4 252)]}}" {url}/predict
+  curl -s -H "Authorization: Bearer {token}" -F data=@{samples}/digits.npz \\
     -F 'params={{"solver": "gd", "learning_rate": 0.005, "iterations": 2000}}' \\
     {url}/api/v1/train
+  curl -s {url}/api/v1/train/<job_id from the answer above>
 
 Ctrl-C stops everything.
 """
