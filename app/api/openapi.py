@@ -50,6 +50,7 @@ TRAIN_ERRORS = {
         "invalid_input_shape",
         "invalid_params",
         "invalid_training_data",
+        "training_data_too_large",
         "empty_training_data",
         "length_mismatch",
         "single_class",

@@ -54,7 +54,8 @@ def _dataset_from_multipart():
             "The multipart body needs a 'data' file: an .npz with 'images' "
             "(N, H, W, C uint8) or 'features' (N, F), 'labels' and optional 'classes'.",
         )
-    dataset = training.dataset_from_npz(upload.stream)
+    limit = current_app.config["SETTINGS"].max_train_bytes
+    dataset = training.dataset_from_npz(upload.stream, max_bytes=limit)
 
     params = request.form.get("params")
     if params is not None:

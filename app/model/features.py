@@ -18,6 +18,8 @@ import numpy as np
 import orjson
 from PIL import Image, UnidentifiedImageError
 
+from app.model import jpeg
+
 # Decompression bombs: refuse any image of more pixels than this before decoding.
 MAX_IMAGE_PIXELS = 4096 * 4096
 
@@ -257,6 +259,12 @@ def image_to_pixels(data: bytes, input_shape):
                     "image_too_large",
                     f"The image is {image.width}x{image.height}; at most "
                     f"{MAX_IMAGE_PIXELS} pixels are accepted.",
+                )
+            if image.format == "JPEG" and jpeg.holds_less_than_declared(data):
+                raise FeatureError(
+                    "invalid_image",
+                    f"The JPEG declares {image.width}x{image.height} pixels but "
+                    "holds too little data for them; it is truncated or forged.",
                 )
             image.load()
     except FeatureError:

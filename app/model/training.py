@@ -243,8 +243,36 @@ def _class_name(name):
     return name
 
 
-def dataset_from_npz(path_or_file) -> Dataset:
-    """Read a ``.npz`` with ``images`` or ``features``, ``labels``, ``classes``."""
+def _check_unpacked_size(path_or_file, max_bytes: int) -> None:
+    """Refuse an archive whose members would inflate beyond ``max_bytes``.
+
+    The sizes come from the zip's central directory, read before anything is
+    decompressed; a member that lies about its size fails zlib's length check
+    when it is read.
+    """
+    try:
+        with zipfile.ZipFile(path_or_file) as archive:
+            unpacked = sum(member.file_size for member in archive.infolist())
+    except zipfile.BadZipFile:
+        return  # np.load gives the precise error
+    finally:
+        if hasattr(path_or_file, "seek"):
+            path_or_file.seek(0)
+    if unpacked > max_bytes:
+        raise DataError(
+            "training_data_too_large",
+            f"The .npz unpacks to {unpacked} bytes; at most {max_bytes} are "
+            "accepted (MAX_TRAIN_BYTES).",
+        )
+
+
+def dataset_from_npz(path_or_file, max_bytes: int | None = None) -> Dataset:
+    """Read a ``.npz`` with ``images`` or ``features``, ``labels``, ``classes``.
+
+    ``max_bytes`` bounds the unpacked size, for archives from untrusted clients.
+    """
+    if max_bytes is not None:
+        _check_unpacked_size(path_or_file, max_bytes)
     try:
         loaded = np.load(path_or_file, allow_pickle=False)
         if not isinstance(loaded, np.lib.npyio.NpzFile):

@@ -225,3 +225,24 @@ def test_without_a_configured_token_admin_is_disabled_with_the_fix(settings, mak
 def test_unknown_job_is_404(client):
     assert error_code(client.get("/api/v1/train/" + "a" * 32)) == (404, "job_not_found")
     assert error_code(client.get("/api/v1/train/not-an-id")) == (404, "job_not_found")
+
+
+def test_npz_that_unpacks_beyond_the_limit_is_refused(
+    settings, make_app, admin_headers
+):
+    client = make_app(settings, max_train_bytes=1_000_000).test_client()
+    buffer = io.BytesIO()
+    np.savez_compressed(
+        buffer, features=np.zeros((1000, 2000)), labels=np.arange(1000) % 2
+    )
+    assert len(buffer.getvalue()) < 100_000  # 16 MB of zeros, compressed
+
+    reply = client.post(
+        "/api/v1/train",
+        data={"data": (io.BytesIO(buffer.getvalue()), "bomb.npz")},
+        content_type="multipart/form-data",
+        headers=admin_headers,
+    )
+
+    assert error_code(reply) == (400, "training_data_too_large")
+    assert "MAX_TRAIN_BYTES" in reply.get_json()["error"]["message"]

@@ -96,10 +96,7 @@ def test_hostile_inputs_through_nginx_get_the_same_answers(stack_factory):
     assert sorted(stack.worker_pids()) == workers
 
 
-# Limitation: libjpeg pads a JPEG whose frame header claims more pixels than its
-# data holds, and Pillow hands back the padded image, so such a file is scored
-# instead of refused. Strict: this fails once the decoder path refuses it.
-@pytest.mark.xfail(strict=True, reason="a JPEG larger than its data is padded")
+# libjpeg pads such a file and reports success; app/model/jpeg.py refuses it.
 def test_jpeg_whose_header_claims_more_than_its_data_is_refused(client, model):
     reply = client.post(
         "/predict", data=jpeg_declaring(64, 64), content_type="image/jpeg"
