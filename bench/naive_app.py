@@ -29,8 +29,13 @@ with np.load(_folder / "model.npz") as _archive:
 
 @application.get("/api/v1/health")
 def health():
-    # The stack waits for this answer before it counts as started.
-    return jsonify(status="ok")
+    # The stack counts as started once every worker has answered this with its
+    # uWSGI worker id, as the service's own health answer does.
+    import uwsgi
+
+    reply = jsonify(status="ok")
+    reply.headers["X-Served-By"] = str(uwsgi.worker_id())
+    return reply
 
 
 @application.post("/api/v1/predict")

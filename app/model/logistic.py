@@ -25,6 +25,10 @@ from scipy import optimize, special
 
 SOLVERS = ("lbfgs", "gd")
 
+# The loss reads a large X in blocks of rows of about this size (measured best
+# here for a 32 MiB L3 cache shared by two cores).
+BLOCK_BYTES = 6 * 1024 * 1024
+
 # Gradient descent works on the n x n Gram matrix up to this many examples
 # (128 MiB of float64); above it, or when it would not save work, on X itself.
 GRAM_MAX_EXAMPLES = 4096
@@ -54,11 +58,24 @@ def loss_and_gradient(w, b, X, y, l2=0.0, xp=np):
     (no copy of ``X`` is made) and everything of length ``n`` or ``F`` is
     accumulated in float64.
     """
-    z = (X @ w.astype(X.dtype, copy=False)).astype(xp.float64, copy=False) + b
-    loss, residual = _margin_loss(z, y, xp)
+    n = X.shape[0]
+    w_in_x_dtype = w.astype(X.dtype, copy=False)
+    rows = _rows_per_block(X, xp)
 
-    grad_w = (X.T @ residual.astype(X.dtype, copy=False)).astype(xp.float64)
-    grad_b = float(residual.sum())
+    # A large X goes by blocks of rows small enough to stay in the CPU cache
+    # between the two products with them: X is read from memory once per
+    # evaluation instead of twice, and these passes are what training waits on.
+    loss = 0.0
+    grad_w = xp.zeros(X.shape[1], dtype=xp.float64)
+    grad_b = 0.0
+    for start in range(0, n, rows):
+        block = X[start : start + rows]
+        z = (block @ w_in_x_dtype).astype(xp.float64, copy=False) + b
+        block_loss, residual = _margin_terms(z, y[start : start + rows], n, xp)
+        loss += block_loss
+        grad_w += block.T @ residual.astype(X.dtype, copy=False)
+        grad_b += float(residual.sum())
+    loss /= n
 
     if l2:
         loss += 0.5 * l2 * float(w @ w)
@@ -66,11 +83,19 @@ def loss_and_gradient(w, b, X, y, l2=0.0, xp=np):
     return loss, grad_w, grad_b
 
 
-def _margin_loss(z, y, xp):
-    """The mean log loss at margins ``z``, and its derivative in ``z``."""
+def _rows_per_block(X, xp) -> int:
+    """All of X at once when small (or on a GPU), else blocks of BLOCK_BYTES."""
+    n = X.shape[0]
+    if xp is not np or X.nbytes <= 4 * BLOCK_BYTES:
+        return max(n, 1)
+    return max(1, BLOCK_BYTES // (X.shape[1] * X.itemsize))
+
+
+def _margin_terms(z, y, n, xp):
+    """The summed log loss at margins ``z``, and its derivative over ``n``."""
     # log(1 + e^z) - y z, the negative log likelihood of one example.
-    loss = float(xp.mean(xp.logaddexp(0.0, z) - y * z))
-    residual = (_sigmoid(z, xp) - y) / z.shape[0]
+    loss = float(xp.sum(xp.logaddexp(0.0, z) - y * z))
+    residual = (_sigmoid(z, xp) - y) / n
     return loss, residual
 
 
@@ -162,7 +187,8 @@ def _gd_on_gram(X, y, learning_rate, iterations, l2, progress, xp):
 
     for i in range(iterations):
         gram_a = gram @ a
-        loss, residual = _margin_loss(gram_a + b, y, xp)
+        loss, residual = _margin_terms(gram_a + b, y, X.shape[0], xp)
+        loss /= X.shape[0]
         if l2:
             loss += 0.5 * l2 * float(a @ gram_a)
         if i % 100 == 0:

@@ -151,3 +151,19 @@ def test_gd_on_the_gram_matrix_takes_the_same_steps_as_on_the_features():
 def test_gd_stays_on_the_features_when_the_gram_matrix_would_cost_more():
     assert not logistic._gram_is_cheaper(20000, 12288, 2000)
     assert not logistic._gram_is_cheaper(1000, 10, 2000)
+
+
+def test_a_large_matrix_scored_in_blocks_gives_the_same_loss(monkeypatch):
+    rng = np.random.default_rng(8)
+    X = rng.normal(size=(203, 50))
+    y = (rng.random(203) < 0.4).astype(float)
+    w = rng.normal(size=50)
+
+    whole = logistic.loss_and_gradient(w, 0.3, X, y, l2=0.01)
+    monkeypatch.setattr(logistic, "BLOCK_BYTES", 7 * 50 * 8)
+    assert logistic._rows_per_block(X, np) == 7
+    blocked = logistic.loss_and_gradient(w, 0.3, X, y, l2=0.01)
+
+    assert blocked[0] == pytest.approx(whole[0], rel=1e-12)
+    np.testing.assert_allclose(blocked[1], whole[1], rtol=0, atol=1e-12)
+    assert blocked[2] == pytest.approx(whole[2], rel=1e-12)
