@@ -66,6 +66,7 @@ def cmd_train(args, settings: Settings) -> int:
             "tol",
             "max_iter",
             "scale",
+            "device",
         )
         if getattr(args, name) is not None
     }
@@ -191,6 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--tol", type=float)
     train.add_argument("--max-iter", type=int)
     train.add_argument("--scale", type=float, help="multiplier for raw values")
+    train.add_argument(
+        "--device", choices=("cpu", "gpu"), help="gpu: CuPy arrays (needs CuPy)"
+    )
     train.add_argument("--threads", type=int, help="BLAS threads (default: all cores)")
     train.set_defaults(handler=cmd_train)
 

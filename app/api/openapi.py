@@ -51,6 +51,7 @@ TRAIN_ERRORS = {
         "invalid_params",
         "invalid_training_data",
         "training_data_too_large",
+        "gpu_unavailable",
         "empty_training_data",
         "length_mismatch",
         "single_class",

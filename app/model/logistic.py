@@ -40,6 +40,7 @@ DEFAULTS = {
     "l2": 0.01,
     "tol": 1e-6,
     "max_iter": 500,
+    "device": "cpu",
 }
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from app.model import logistic
+from app.model import gpu, logistic
 from app.model.features import image_to_pixels
 
 log = logging.getLogger(__name__)
@@ -31,6 +31,7 @@ _PARAM_TYPES = {
     "tol": float,
     "max_iter": int,
     "scale": float,
+    "device": str,
 }
 
 
@@ -87,6 +88,18 @@ def validate_params(params) -> dict:
             raise DataError("invalid_params", f"'{name}' must be a whole number.")
         clean[name] = expected(number)
 
+    if clean["device"] not in gpu.DEVICES:
+        raise DataError(
+            "invalid_params",
+            f"'device' must be one of {', '.join(gpu.DEVICES)}; "
+            f"got {clean['device']!r}.",
+        )
+    if clean["device"] == "gpu" and not gpu.gpu_installed():
+        raise DataError(
+            "gpu_unavailable",
+            "'device': 'gpu' needs CuPy on the server (pip install cupy-cuda12x); "
+            "use 'cpu'.",
+        )
     if clean["solver"] not in logistic.SOLVERS:
         raise DataError(
             "invalid_params",
@@ -357,9 +370,13 @@ def dataset_from_folder(folder) -> Dataset:
     )
 
 
-def train(dataset: Dataset, params: dict, progress=None, xp=np):
+def train(dataset: Dataset, params: dict, progress=None):
     """Fit the model; return ``(weights, bias, meta)`` ready for publishing."""
     params = validate_params(params)
+    try:
+        xp = gpu.array_module(params["device"])
+    except gpu.DeviceError as error:
+        raise DataError("gpu_unavailable", str(error)) from None
     scale = params.get("scale", dataset.default_scale)
 
     n, n_features = dataset.raw.shape
@@ -395,6 +412,8 @@ def train(dataset: Dataset, params: dict, progress=None, xp=np):
                 result.iterations,
             )
     used["scale"] = scale
+    if params["device"] != "cpu":
+        used["device"] = params["device"]
     if progress is not None:
         progress(1.0, result.iterations, result.loss)
 
