@@ -17,10 +17,10 @@ _TRAIN_ENDPOINTS = {"train.start_training"}
 def configure_logging(settings: Settings) -> None:
     root = logging.getLogger()
     if not root.handlers:
+        from app.observability.logs import formatter_for
+
         handler = logging.StreamHandler()
-        handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-        )
+        handler.setFormatter(formatter_for(settings))
         root.addHandler(handler)
     root.setLevel(settings.log_level)
     # The Elasticsearch transport logs every call at INFO; the watcher's own
@@ -57,6 +57,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from app.model.jobs import JobStore
     from app.model.store import ModelCache, ModelStore
     from app.model.threads import limit_blas
+    from app.observability import init_observability
     from app.tracing import init_tracing
 
     settings = settings or Settings.from_env()
@@ -102,5 +103,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     for module in (health, predict, train, models, watcher, openapi):
         app.register_blueprint(module.bp)
     register_error_handlers(app)
+    # Before tracing, whose before-request hook still goes first: ours finds
+    # the server span open, and our after-request hook runs after tracing's.
+    init_observability(app, settings, _worker_id)
     init_tracing(app, settings)
     return app

@@ -104,6 +104,7 @@ def cmd_run_job(args, settings: Settings) -> int:
     from app.model import jobs, training
     from app.model.store import ModelStore
     from app.model.threads import set_training_threads
+    from app.observability.metrics import observe_job_record
     from app.tracing.jobs import JobTrace
 
     set_training_threads()
@@ -125,6 +126,7 @@ def cmd_run_job(args, settings: Settings) -> int:
 
         status = jobs.run(args.job_id, settings.model_dir, train_fn)
         trace.outcome(job_store.read(args.job_id))
+    observe_job_record(job_store.read(args.job_id))
     return status
 
 

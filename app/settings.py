@@ -75,6 +75,7 @@ class Settings:
     max_predict_bytes: int = 64 * MIB
     max_train_bytes: int = 1024 * MIB
     log_level: str = "INFO"
+    log_format: str = "json"
     blas_threads: int = 1
 
     tracing: bool = True
@@ -85,6 +86,7 @@ class Settings:
     lightstep_collector_encryption: str = "tls"
     lightstep_component_name: str = "logreg-service"
     lightstep_flush_seconds: float = 2.5
+    otlp_endpoint: str = "https://ingest.lightstep.com:443/traces/otlp/v0.9"
 
     elasticsearch_url: str = field(default="", repr=False)
     elasticsearch_api_key: str = field(default="", repr=False)
@@ -103,6 +105,7 @@ class Settings:
             max_predict_bytes=_env_int(env, "MAX_PREDICT_BYTES", 64 * MIB, 1),
             max_train_bytes=_env_int(env, "MAX_TRAIN_BYTES", 1024 * MIB, 1),
             log_level=_env_str(env, "LOG_LEVEL", "INFO").upper(),
+            log_format=_env_choice(env, "LOG_FORMAT", "json", {"json", "text"}),
             blas_threads=_env_int(env, "BLAS_THREADS", 1, 1),
             tracing=_env_bool(env, "TRACING", True),
             tracer=_env_choice(env, "TRACER", "lightstep", {"lightstep", "otlp"}),
@@ -119,6 +122,11 @@ class Settings:
             ),
             lightstep_flush_seconds=_env_float(
                 env, "LIGHTSTEP_FLUSH_SECONDS", 2.5, 0.05
+            ),
+            otlp_endpoint=_env_str(
+                env,
+                "OTLP_ENDPOINT",
+                "https://ingest.lightstep.com:443/traces/otlp/v0.9",
             ),
             elasticsearch_url=_env_str(env, "ELASTICSEARCH_URL", ""),
             elasticsearch_api_key=_env_str(env, "ELASTICSEARCH_API_KEY", ""),

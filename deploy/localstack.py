@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import argparse
 import grp
+import importlib.util
 import os
 import pwd
-import re
 import secrets
 import shutil
 import signal
@@ -25,42 +25,28 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 DEPLOY = REPO / "deploy"
 
-NGINX_MODULE_DIRS = (
-    "/usr/lib/nginx/modules",
-    "/usr/share/nginx/modules",
-    "/etc/nginx/modules",
-)
-TRACING_MODULE = "ngx_http_opentracing_module.so"
-LIGHTSTEP_PLUGIN = "liblightstep_tracer_plugin.so"
 
+def _load_render():
+    # By path, like the tests load this file: deploy/ is not a package.
+    spec = importlib.util.spec_from_file_location("logreg_render", DEPLOY / "render.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# The renderer the container's entrypoint uses too (deploy/render.py).
+render = _load_render()
+
+TRACING_MODULE = render.TRACING_MODULE
+LIGHTSTEP_PLUGIN = render.LIGHTSTEP_PLUGIN
 # The app settings written to app.env for uWSGI's for-readline.
-APP_VARIABLES = (
-    "ADMIN_TOKEN",
-    "MODEL_DIR",
-    "MAX_PREDICT_BYTES",
-    "MAX_TRAIN_BYTES",
-    "LOG_LEVEL",
-    "BLAS_THREADS",
-    "TRACING",
-    "TRACER",
-    "LIGHTSTEP_ACCESS_TOKEN",
-    "LIGHTSTEP_COLLECTOR_HOST",
-    "LIGHTSTEP_COLLECTOR_PORT",
-    "LIGHTSTEP_COLLECTOR_ENCRYPTION",
-    "LIGHTSTEP_COMPONENT_NAME",
-    "ELASTICSEARCH_URL",
-    "ELASTICSEARCH_API_KEY",
-    "ELASTICSEARCH_CA_FILE",
-    "ELASTICSEARCH_VERIFY_CERTS",
-    "ELASTICSEARCH_TIMEOUT",
-    "WATCHER_CACHE_SECONDS",
-    "WATCHER_STALE_SECONDS",
-)
+APP_VARIABLES = render.APP_VARIABLES
 
 MIB = 1024 * 1024
 
@@ -86,21 +72,7 @@ def find_nginx() -> str:
 
 def find_tracing_module() -> tuple[str, str] | None:
     """The nginx-opentracing module and LightStep plugin, when both are here."""
-    module = os.environ.get("NGINX_OPENTRACING_MODULE")
-    if not module:
-        for folder in NGINX_MODULE_DIRS:
-            if os.path.exists(os.path.join(folder, TRACING_MODULE)):
-                module = os.path.join(folder, TRACING_MODULE)
-                break
-    plugin = os.environ.get("LIGHTSTEP_TRACER_PLUGIN")
-    if not plugin:
-        for folder in ("/usr/local/lib", "/usr/lib", "/usr/lib/x86_64-linux-gnu"):
-            if os.path.exists(os.path.join(folder, LIGHTSTEP_PLUGIN)):
-                plugin = os.path.join(folder, LIGHTSTEP_PLUGIN)
-                break
-    if module and plugin and os.path.exists(module) and os.path.exists(plugin):
-        return module, plugin
-    return None
+    return render.find_tracing_module()
 
 
 class Stack:
@@ -223,22 +195,12 @@ class Stack:
             raise StackError("/etc/nginx/uwsgi_params is missing: reinstall nginx.")
         shutil.copy(params, conf_dir / "uwsgi_params")
 
-        predict_limit = int(self.app_env().get("MAX_PREDICT_BYTES", 64 * MIB))
-        train_limit = int(self.app_env().get("MAX_TRAIN_BYTES", 1024 * MIB))
-        server = (DEPLOY / "nginx" / "logreg" / "server.conf").read_text()
-        server = _replace_line(server, r"listen \S+;", f"listen 127.0.0.1:{self.port};")
-        server = _replace_line(
-            server, r"server unix:\S+;", f"server unix:{self.socket_path};"
-        )
-        server = _replace_line(
-            server,
-            r"client_max_body_size 64m;",
-            f"client_max_body_size {predict_limit};",
-        )
-        server = _replace_line(
-            server,
-            r"client_max_body_size 1024m;",
-            f"client_max_body_size {train_limit};",
+        predict_limit, train_limit = render.body_limits(self.app_env())
+        server = render.server_conf(
+            listen=f"127.0.0.1:{self.port}",
+            socket=str(self.socket_path),
+            predict_limit=predict_limit,
+            train_limit=train_limit,
         )
         (site_dir / "server.conf").write_text(server)
 
@@ -262,36 +224,26 @@ class Stack:
             self._render_lightstep_config()
 
         (conf_dir / "nginx.conf").write_text(
-            LOCAL_NGINX.format(
+            render.main_conf(
+                header=(
+                    "# Rendered by deploy/localstack.py for `make run` and the tests;"
+                    "\n# the server block is deploy/nginx/logreg/server.conf."
+                ),
+                var=self.nginx_dir,
+                pid=self.nginx_dir / "nginx.pid",
+                access_log=f"{self.log_dir}/nginx-access.log",
+                error_log=f"{self.log_dir}/nginx-error.log",
                 user_line=user_line,
                 module_line=module_line,
                 tracer_line=tracer_line,
-                var=self.nginx_dir,
-                log=self.log_dir,
             )
         )
 
     def _render_lightstep_config(self) -> None:
-        from string import Template
-
-        env = self.app_env()
-        template = (
-            DEPLOY / "nginx" / "logreg" / "lightstep-config.json.template"
-        ).read_text()
-        encryption = env.get("LIGHTSTEP_COLLECTOR_ENCRYPTION", "tls")
-        rendered = Template(template).substitute(
-            LIGHTSTEP_ACCESS_TOKEN=env.get("LIGHTSTEP_ACCESS_TOKEN", ""),
-            LIGHTSTEP_NGINX_COMPONENT_NAME="nginx",
-            LIGHTSTEP_COLLECTOR_HOST=env.get(
-                "LIGHTSTEP_COLLECTOR_HOST", "ingest.lightstep.com"
-            ),
-            LIGHTSTEP_COLLECTOR_PORT=env.get("LIGHTSTEP_COLLECTOR_PORT", "443"),
-            LIGHTSTEP_COLLECTOR_PLAINTEXT="true" if encryption == "none" else "false",
+        render.write_private(
+            self.nginx_dir / "lightstep-config.json",
+            render.lightstep_config(self.app_env()),
         )
-        path = self.nginx_dir / "lightstep-config.json"
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
-        with os.fdopen(descriptor, "w") as handle:
-            handle.write(rendered)
 
     # -- running ---------------------------------------------------------
 
@@ -357,17 +309,33 @@ class Stack:
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
-        self._wait(self._healthy, timeout, "GET /api/v1/health through nginx")
+        self._wait(self._every_worker_answers, timeout, "every worker to answer")
         return self
 
-    def _healthy(self) -> bool:
+    def _health(self) -> str | None:
+        """The ``X-Served-By`` worker id of a 200 health answer, else None."""
         try:
             with urllib.request.urlopen(
                 self.url + "/api/v1/health", timeout=2
             ) as reply:
-                return reply.status == 200
+                return reply.headers.get("X-Served-By") if reply.status == 200 else None
         except (urllib.error.URLError, ConnectionError, TimeoutError):
-            return False
+            return None
+
+    def _every_worker_answers(self) -> bool:
+        """One round of concurrent health checks reached every worker.
+
+        A worker exists (it has a pid) before it can serve: it first runs the
+        app's post-fork hooks. Only an answer shows that it is ready; the
+        requests are concurrent so that the kernel hands them to more than the
+        one idle worker.
+        """
+        with ThreadPoolExecutor(max_workers=2 * self.processes) as pool:
+            answered = set(
+                pool.map(lambda _: self._health(), range(2 * self.processes))
+            )
+        wanted = {str(worker) for worker in range(1, self.processes + 1)}
+        return wanted <= answered
 
     def _wait(self, condition, timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout
@@ -387,7 +355,9 @@ class Stack:
 
     def worker_pids(self) -> list[int]:
         """The uWSGI workers: the master's children that are uWSGI processes."""
-        master = self.uwsgi_pid
+        # The master keeps its pid through a reload (it re-executes itself),
+        # while its pidfile is briefly rewritten; the started process is it.
+        master = self.uwsgi.pid if self.uwsgi is not None else self.uwsgi_pid
         children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
         pids = []
         for pid in map(int, children):
@@ -400,20 +370,29 @@ class Stack:
         return pids
 
     def reload(self, timeout: float = 60.0) -> None:
-        """Graceful reload (SIGHUP): workers finish their requests, then restart."""
+        """Graceful reload (SIGHUP): workers finish their requests, then restart.
+
+        Returns once every new worker has answered. uWSGI's master waits for
+        all the old workers to exit before it forks new ones, so once there
+        are ``processes`` new pids, every worker id that answers is a new one.
+        """
         before = set(self.worker_pids())
         os.kill(self.uwsgi_pid, signal.SIGHUP)
         self._wait(
             lambda: (
                 len(set(self.worker_pids()) - before) >= self.processes
-                and self._healthy()
+                and self._every_worker_answers()
             ),
             timeout,
-            "the reloaded workers",
+            "every reloaded worker to answer",
         )
 
     def stop(self, timeout: float = 30.0) -> None:
-        """nginx finishes its requests (SIGQUIT); uWSGI shuts down (SIGTERM)."""
+        """nginx, then uWSGI, finish their requests and exit (SIGQUIT, SIGTERM).
+
+        SIGTERM is a graceful stop (app.ini's ``hook-master-start``): each
+        worker ends its request and runs its exit hooks, the tracer's flush.
+        """
         for process, stop_signal in (
             (self.nginx, signal.SIGQUIT),
             (self.uwsgi, signal.SIGTERM),
@@ -426,42 +405,6 @@ class Stack:
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
-
-
-def _replace_line(text: str, pattern: str, replacement: str) -> str:
-    updated, count = re.subn(pattern, replacement, text)
-    if count != 1:
-        raise StackError(f"server.conf should hold one line matching {pattern!r}.")
-    return updated
-
-
-LOCAL_NGINX = """\
-# Rendered by deploy/localstack.py for `make run` and the tests; the server
-# block is deploy/nginx/logreg/server.conf.
-{user_line}
-worker_processes 2;
-pid {var}/nginx.pid;
-{module_line}
-
-events {{
-    worker_connections 1024;
-}}
-
-http {{
-    default_type application/octet-stream;
-    access_log {log}/nginx-access.log;
-    error_log {log}/nginx-error.log;
-    client_body_temp_path {var}/tmp/body;
-    uwsgi_temp_path {var}/tmp/uwsgi;
-    proxy_temp_path {var}/tmp/proxy;
-    fastcgi_temp_path {var}/tmp/fastcgi;
-    scgi_temp_path {var}/tmp/scgi;
-
-    {tracer_line}
-    include logreg/tracing-http.conf;
-    include logreg/server.conf;
-}}
-"""
 
 
 def ensure_default_model(stack: Stack) -> None:
@@ -508,7 +451,7 @@ def main(argv=None) -> int:
         ensure_default_model(stack)
         write_samples(stack.var / "samples")
         stack.start()
-    except (StackError, subprocess.CalledProcessError) as error:
+    except (StackError, render.RenderError, subprocess.CalledProcessError) as error:
         print(f"error: {error}", file=sys.stderr)
         stack.stop()
         return 1

@@ -8,6 +8,7 @@ from flask import Blueprint, current_app, request
 from app.api.common import current_model, feature_error
 from app.errors import ApiError
 from app.model import features
+from app.observability.metrics import observe_predictions
 from app.tracing import child_span
 
 bp = Blueprint("predict", __name__)
@@ -81,6 +82,7 @@ def predict():
 
     names = model.classes
     labels = (probabilities >= model.threshold).astype(int).tolist()
+    observe_predictions(names, labels, request.mimetype)
     predictions = [
         {"label": label, "class": names[label], "probability": probability}
         for label, probability in zip(labels, probabilities.tolist(), strict=True)

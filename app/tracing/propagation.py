@@ -22,6 +22,7 @@ _HEX = re.compile(r"^[0-9a-f]{1,32}$")
 _W3C = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$")
 _LOW_64 = (1 << 64) - 1
 _BAGGAGE_PREFIX = "ot-baggage-"
+_BAGGAGE_ENVIRON = "HTTP_OT_BAGGAGE_"
 
 
 class ContextError(ValueError):
@@ -61,18 +62,32 @@ def _lightstep(headers) -> Incoming | None:
     if sampled not in ("true", "false", "1", "0"):
         raise ContextError("ot-tracer-sampled must be true or false")
 
+    context = SpanContext(
+        trace_id=trace_id,
+        span_id=span_id,
+        baggage=_baggage(headers),
+        sampled=sampled in ("true", "1"),
+    )
+    return _with_tags(context, "lightstep", trace_text)
+
+
+def _baggage(headers) -> dict:
+    """The ``ot-baggage-*`` headers, by item name."""
+    environ = getattr(headers, "environ", None)
+    if environ is not None:
+        # A request's headers: reading the WSGI keys directly spares building
+        # a name and value for every header of every request.
+        return {
+            key[len(_BAGGAGE_ENVIRON) :].lower().replace("_", "-"): value
+            for key, value in environ.items()
+            if key.startswith(_BAGGAGE_ENVIRON) and len(key) > len(_BAGGAGE_ENVIRON)
+        }
     baggage = {}
     for name, value in headers.items():
         lowered = name.lower()
         if lowered.startswith(_BAGGAGE_PREFIX) and len(lowered) > len(_BAGGAGE_PREFIX):
             baggage[lowered[len(_BAGGAGE_PREFIX) :]] = value
-    context = SpanContext(
-        trace_id=trace_id,
-        span_id=span_id,
-        baggage=baggage,
-        sampled=sampled in ("true", "1"),
-    )
-    return _with_tags(context, "lightstep", trace_text)
+    return baggage
 
 
 def _b3(headers) -> Incoming | None:

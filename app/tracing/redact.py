@@ -1,10 +1,10 @@
-"""Keep secrets out of spans: redacted URLs, and a last scrub before recording.
+"""Keep secrets out of spans: redacted URLs, and a scrub of every string sent.
 
 Spans leave the machine for LightStep, so nothing in them may be a credential.
 Two layers: the server span's ``http.url`` drops the values of token-like query
 parameters and any user:password in a URL, and every string a span carries is
-scrubbed of the configured secrets (``Settings.secrets()``) just before the
-recorder converts it, whoever set the tag.
+scrubbed of the configured secrets (``Settings.secrets()``) as the reporter
+encodes it (app/tracing/report.py), whoever set the tag.
 """
 
 from __future__ import annotations
@@ -51,32 +51,3 @@ class Scrubber:
         if len(value) > _MAX_VALUE:
             value = value[:_MAX_VALUE] + "..."
         return value
-
-    def span(self, span) -> None:
-        """Scrub a finished basictracer span in place: name, tags, log fields."""
-        span.operation_name = self(span.operation_name)
-        if span.tags:
-            span.tags = {key: self(value) for key, value in span.tags.items()}
-        for log in span.logs:
-            if log.key_values:
-                log.key_values = {
-                    key: self(value) for key, value in log.key_values.items()
-                }
-
-
-class ScrubbingRecorder:
-    """A recorder in front of LightStep's: scrub each span, then hand it on."""
-
-    def __init__(self, recorder, scrubber: Scrubber):
-        self.inner = recorder
-        self._scrub = scrubber
-
-    def record_span(self, span) -> None:
-        self._scrub.span(span)
-        self.inner.record_span(span)
-
-    def flush(self) -> bool:
-        return self.inner.flush()
-
-    def shutdown(self, flush: bool = True) -> bool:
-        return self.inner.shutdown(flush=flush)

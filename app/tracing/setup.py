@@ -7,9 +7,20 @@ under uWSGI each worker makes its own tracer in a post-fork hook; anywhere else
 (the Flask dev server, tests, the training runner) it is made at once. A pid
 check on every request catches any other forking server.
 
-Buffered spans are flushed from a Python ``atexit`` hook. With uWSGI 2.0 the
-workers run it on ``uwsgi --stop`` (SIGINT), on SIGTERM with ``die-on-term``,
-and on a graceful reload (SIGHUP) or recycle, so the last spans still arrive.
+Buffered spans are flushed from a Python ``atexit`` hook. uWSGI 2.0 runs a
+worker's Python exit hooks only when the worker exits while idle: always on a
+graceful reload (SIGHUP) or a graceful stop (SIGTERM, which deploy/uwsgi/app.ini
+maps to ``gracefully_kill_them_all``), because the worker first finishes its
+request; on ``uwsgi --stop`` (SIGINT) only if it happens to be idle.
+
+The post-fork hook must stay short and must not swallow a stop signal: until it
+returns, uWSGI has not yet installed the worker's own signal handlers, and the
+disposition inherited from the master ignores SIGINT and SIGHUP (or turns SIGINT
+into a ``KeyboardInterrupt`` inside the hook). A worker that loses its stop
+signal that way lives on until the master's mercy runs out (30 s) and is killed.
+So ``lightstep`` is imported in the master, and the hook first restores the
+default action of the stop signals: a worker that has served nothing yet holds
+no span, and may die at once.
 """
 
 from __future__ import annotations
@@ -17,11 +28,13 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import signal
 import threading
 
 import opentracing
 
-from app.tracing.redact import Scrubber, ScrubbingRecorder
+from app.tracing.redact import Scrubber
+from app.tracing.report import SpanReporter
 
 log = logging.getLogger(__name__)
 
@@ -37,14 +50,18 @@ def why_off(settings) -> str | None:
     """Why tracing is off with these settings, or None when it is on."""
     if not settings.tracing:
         return "TRACING=off"
-    if settings.tracer != "lightstep":
-        return f"TRACER={settings.tracer} is not supported yet; use TRACER=lightstep"
+    if settings.tracer == "otlp":
+        from app.tracing import otlp
+
+        return otlp.why_off(settings)
     if not settings.lightstep_access_token:
         return "LIGHTSTEP_ACCESS_TOKEN is not set"
     return None
 
 
 def collector_url(settings) -> str:
+    if settings.tracer == "otlp":
+        return settings.otlp_endpoint
     scheme = "http" if settings.lightstep_collector_encryption == "none" else "https"
     host = settings.lightstep_collector_host
     return f"{scheme}://{host}:{settings.lightstep_collector_port}/api/v2/reports"
@@ -61,11 +78,22 @@ def _worker_id() -> int | None:
 def make_tracer(settings, role: str = "server"):
     """A LightStep tracer reporting over HTTP, its spans scrubbed of secrets."""
     import lightstep
+    import lightstep.util
 
+    # The library draws reporter ids from its own generator, seeded when it is
+    # imported and never again; imported in the master (see preload), every
+    # worker would report under the master's next id.
+    lightstep.util.guid_rng.seed()
     tags = {"process.pid": str(os.getpid()), "logreg.role": role}
     worker = _worker_id()
     if worker:
         tags["uwsgi.worker_id"] = str(worker)
+    if settings.tracer == "otlp":
+        from app.tracing import otlp
+
+        return otlp.make_tracer(
+            settings, tags, timeout=REPORT_TIMEOUT_SECONDS, max_spans=MAX_BUFFERED_SPANS
+        )
     tracer = lightstep.Tracer(
         component_name=settings.lightstep_component_name,
         access_token=settings.lightstep_access_token,
@@ -81,7 +109,12 @@ def make_tracer(settings, role: str = "server"):
         max_span_records=MAX_BUFFERED_SPANS,
         tags=tags,
     )
-    tracer.recorder = ScrubbingRecorder(tracer.recorder, Scrubber(settings.secrets()))
+    # The library's recorder builds protobuf messages in pure Python on the
+    # request thread; this one keeps the tracer, its settings and identity, and
+    # encodes the same reports at a fraction of the cost (see report.py).
+    tracer.recorder = SpanReporter.replacing(
+        tracer.recorder, Scrubber(settings.secrets())
+    )
     return tracer
 
 
@@ -131,6 +164,32 @@ class ProcessTracer:
             self._tracer.flush()
 
 
+# The signals the master sends a worker to stop it (SIGINT), reload it (SIGHUP)
+# or reap it (SIGTERM).
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGHUP, signal.SIGTERM)
+
+
+def preload() -> None:
+    """Import the tracer's modules now, so that a forked worker finds them loaded.
+
+    Importing ``lightstep`` (protobuf descriptors, thrift, requests) takes a
+    large part of a second on a busy machine; done once in the master, the
+    copy-on-write fork hands it to every worker for free.
+    """
+    import lightstep  # noqa: F401
+
+    import app.tracing.report  # noqa: F401
+
+
+def _start_in_worker(holder: ProcessTracer) -> None:
+    # uWSGI installs the worker's handlers only after the post-fork hooks;
+    # until then a stop signal would be ignored or raised as KeyboardInterrupt
+    # here, and lost (see the module docstring).
+    for signum in _STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_DFL)
+    holder.get()
+
+
 def start_per_process(holder: ProcessTracer) -> None:
     """Make the tracer after uWSGI's fork, or now outside uWSGI."""
     try:
@@ -141,5 +200,7 @@ def start_per_process(holder: ProcessTracer) -> None:
         return
 
     # In the master the global tracer stays the no-op: the master serves no
-    # request, and whatever it made would die in the fork.
-    postfork(holder.get)
+    # request, and whatever it made would die in the fork. Its modules,
+    # though, are loaded here, once.
+    preload()
+    postfork(lambda: _start_in_worker(holder))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import time
 
+from app.observability.metrics import observe_watcher_report
 from app.watcher.checks import build_report
 from app.watcher.remedy import RemedyUnavailable
 from app.watcher.remedy import remediate as _remediate
@@ -33,6 +34,7 @@ def get_report(settings, use_cache: bool = True) -> dict:
     # The cluster is asked outside the lock, so one slow answer never queues
     # every other request of this process behind it.
     report = build_report(settings)
+    observe_watcher_report(report)
     if ttl > 0:
         with _cache_lock:
             _cache["report"] = (time.monotonic(), report)

@@ -24,6 +24,7 @@ from urllib.parse import urlencode
 import elastic_transport
 from elasticsearch import Elasticsearch
 
+from app.observability.metrics import ElasticsearchTimer
 from app.tracing import child_span
 
 log = logging.getLogger(__name__)
@@ -155,7 +156,10 @@ class ClusterClient:
 
         target = path + ("?" + urlencode(params) if params else "")
         tags = {"http.method": method, "http.url": path, "db.type": "elasticsearch"}
-        with child_span("elasticsearch.request", tags) as span:
+        with (
+            child_span("elasticsearch.request", tags) as span,
+            ElasticsearchTimer(method) as timer,
+        ):
             try:
                 answer = self._client.transport.perform_request(
                     method,
@@ -182,6 +186,7 @@ class ClusterClient:
                 raise Unreachable(type(error).__name__) from None
 
             span.set_tag("http.status_code", answer.meta.status)
+            timer.status = answer.meta.status
             if answer.meta.status >= 500:
                 span.set_tag("error", True)
 

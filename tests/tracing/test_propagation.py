@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from werkzeug.datastructures import Headers
+from werkzeug.datastructures import EnvironHeaders, Headers
 
 from app.tracing.propagation import extract
 
@@ -129,3 +129,19 @@ def test_no_trace_headers_means_no_parent():
 
     assert incoming.context is None
     assert incoming.tags == {}
+
+
+def test_baggage_from_a_wsgi_request_is_named_like_the_header():
+    headers = EnvironHeaders(
+        {
+            "HTTP_OT_TRACER_TRACEID": "5a1e0f00ba5eba11",
+            "HTTP_OT_TRACER_SPANID": "c0ffe",
+            "HTTP_OT_BAGGAGE_TENANT_ID": "acme",
+            "HTTP_OT_BAGGAGE_": "nameless",
+            "HTTP_X_OTHER": "x",
+        }
+    )
+
+    incoming = extract(headers)
+
+    assert incoming.context.baggage == {"tenant-id": "acme"}

@@ -222,19 +222,6 @@ def test_tracing_off_setting_wins_over_a_token(settings, make_app, caplog):
     ]
 
 
-def test_otlp_tracer_is_refused_with_a_warning(settings, make_app, caplog):
-    caplog.set_level(logging.INFO, logger="app.tracing")
-
-    make_app(settings, tracing=True, tracer="otlp", lightstep_access_token="t")
-
-    assert [(record.levelname, record.getMessage()) for record in caplog.records] == [
-        (
-            "WARNING",
-            "tracing off: TRACER=otlp is not supported yet; use TRACER=lightstep",
-        )
-    ]
-
-
 def test_start_up_says_where_spans_go(traced_settings, make_app, caplog, collector):
     caplog.set_level(logging.INFO, logger="app.tracing")
 
