@@ -492,6 +492,22 @@ def build_document() -> dict:
                     ),
                 }
             },
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics of every worker (nginx: loopback)",
+                    "responses": _responses(
+                        {
+                            "200": {
+                                "description": "The Prometheus text exposition format",
+                                "content": {
+                                    "text/plain": {"schema": {"type": "string"}}
+                                },
+                            }
+                        },
+                        {},
+                    ),
+                }
+            },
             "/api/v1/openapi.json": {
                 "get": {
                     "summary": "This document",

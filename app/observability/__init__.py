@@ -60,6 +60,8 @@ def _finish(response, worker_id):
     metrics.observe_request(route, request.method, status, seconds)
     metrics.note_model_version(version)
 
+    if not access_log.isEnabledFor(logging.INFO):
+        return response
     access_log.info(
         "%s %s %d",
         request.method,

@@ -100,7 +100,8 @@ def init_tracing(app, settings) -> None:
     middleware.install(app, holder)
     setup.start_per_process(holder)
     log.info(
-        "tracing on: LightStep spans of component %r to %s every %g s",
+        "tracing on: %s spans of component %r to %s every %g s",
+        "OTLP" if settings.tracer == "otlp" else "LightStep",
         settings.lightstep_component_name,
         setup.collector_url(settings),
         settings.lightstep_flush_seconds,

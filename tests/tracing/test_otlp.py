@@ -70,7 +70,9 @@ def otlp_client(otlp_settings, make_app, publish_model):
 
 def test_predict_with_traceparent_exports_server_and_child_spans(otlp_client, receiver):
     reply = otlp_client.post(
-        "/api/v1/predict", json=FEATURES, headers={"traceparent": TRACEPARENT}
+        "/api/v1/predict",
+        json=FEATURES,
+        headers={"traceparent": TRACEPARENT, "X-Request-Id": "req-otlp-1"},
     )
 
     assert reply.status_code == 200
@@ -91,6 +93,7 @@ def test_predict_with_traceparent_exports_server_and_child_spans(otlp_client, re
         "trace.incoming_id": TRACE_ID,
         "http.status_code": 200,
         "model.version": reply.json["model_version"],
+        "http.request_id": "req-otlp-1",
     }
     [decode] = found["predict.decode"]
     [score] = found["predict.score"]
@@ -204,8 +207,9 @@ def test_own_collector_needs_no_token_and_gets_none(
 
     [span] = receiver.wait_for(lambda spans: spans, what="the health span")
     assert "lightstep-access-token" not in span["headers"]
-    assert caplog.records[-1].getMessage() == (
-        "tracing on: LightStep spans of component 'logreg-otlp-test' to "
+    tracing_lines = [r.getMessage() for r in caplog.records if r.name == "app.tracing"]
+    assert tracing_lines[-1] == (
+        "tracing on: OTLP spans of component 'logreg-otlp-test' to "
         f"{receiver.endpoint} every 0.1 s"
     )
 
