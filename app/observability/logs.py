@@ -20,9 +20,9 @@ import orjson
 from flask import has_request_context, request
 
 from app.observability import request_id
+from app.tracing.redact import Scrubber
 
 ACCESS_LOGGER = "app.access"
-REDACTED = "[redacted]"
 
 # Fields an access line may carry as ``extra``; anything else passed that way
 # is ignored, so a careless ``extra`` cannot put a payload in the log.
@@ -66,8 +66,7 @@ class JsonFormatter(logging.Formatter):
 
     def __init__(self, secrets=()):
         super().__init__()
-        # Longest first, so a secret that contains another is replaced whole.
-        self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+        self._scrub = Scrubber(secrets, max_length=None)
 
     def format(self, record: logging.LogRecord) -> str:
         line = {
@@ -88,25 +87,22 @@ class JsonFormatter(logging.Formatter):
         elif record.exc_text:
             line["exception"] = record.exc_text
 
-        if self._secrets:
-            line = {name: self._scrub(value) for name, value in line.items()}
+        line = {name: self._scrub(value) for name, value in line.items()}
         return orjson.dumps(line, default=str).decode()
 
-    def _scrub(self, value):
-        if not isinstance(value, str):
-            return value
-        for secret in self._secrets:
-            if secret in value:
-                value = value.replace(secret, REDACTED)
-        return value
 
+class TextFormatter(logging.Formatter):
+    """The plain format (``LOG_FORMAT=text``), for reading; scrubbed the same way."""
 
-def text_formatter() -> logging.Formatter:
-    """The plain format (``LOG_FORMAT=text``), for reading on a terminal."""
-    return logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    def __init__(self, secrets=()):
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        self._scrub = Scrubber(secrets, max_length=None)
+
+    def format(self, record: logging.LogRecord) -> str:
+        return self._scrub(super().format(record))
 
 
 def formatter_for(settings) -> logging.Formatter:
     if settings.log_format == "text":
-        return text_formatter()
+        return TextFormatter(settings.secrets())
     return JsonFormatter(settings.secrets())

@@ -34,11 +34,16 @@ def safe_url(path: str, query_string: str) -> str:
 
 
 class Scrubber:
-    """Replaces each configured secret, and URL credentials, in a string."""
+    """Replaces each configured secret, and URL credentials, in a string.
 
-    def __init__(self, secrets):
+    Values longer than ``max_length`` are cut (spans); ``None`` keeps them whole
+    (log lines, whose tracebacks must stay readable).
+    """
+
+    def __init__(self, secrets, max_length: int | None = _MAX_VALUE):
         # Longest first, so a secret that contains another is removed whole.
         self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+        self._max_length = max_length
 
     def __call__(self, value):
         if not isinstance(value, str):
@@ -48,6 +53,6 @@ class Scrubber:
                 value = value.replace(secret, REDACTED)
         if "://" in value:
             value = _URL_USERINFO.sub(REDACTED + "@", value)
-        if len(value) > _MAX_VALUE:
-            value = value[:_MAX_VALUE] + "..."
+        if self._max_length is not None and len(value) > self._max_length:
+            value = value[: self._max_length] + "..."
         return value

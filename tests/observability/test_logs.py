@@ -103,6 +103,25 @@ def test_log_format_text_selects_the_plain_formatter():
     assert isinstance(formatter_for(Settings()), JsonFormatter)
 
 
+def test_text_lines_are_scrubbed_of_secrets_and_url_credentials():
+    settings = Settings.from_env({"LOG_FORMAT": "text", "ADMIN_TOKEN": ADMIN_TOKEN})
+    record = logging.LogRecord(
+        "app.x",
+        logging.WARNING,
+        __file__,
+        1,
+        "token %s for http://elastic:pw@127.0.0.1:9200",
+        (ADMIN_TOKEN,),
+        None,
+    )
+
+    line = formatter_for(settings).format(record)
+
+    assert line.endswith(
+        " WARNING app.x: token [redacted] for http://[redacted]@127.0.0.1:9200"
+    )
+
+
 def test_unknown_log_format_is_refused_with_the_accepted_values():
     with pytest.raises(SettingsError, match="LOG_FORMAT must be one of json, text"):
         Settings.from_env({"LOG_FORMAT": "xml"})
