@@ -166,8 +166,16 @@ def cmd_models(args, settings: Settings) -> int:
 def cmd_rollback(args, settings: Settings) -> int:
     from app.model.store import ModelFileError, ModelStore
 
+    store = ModelStore(settings.model_dir)
+    if args.version not in store.versions():
+        print(
+            f"error: no model version {args.version!r}; "
+            "`python -m app models` lists them.",
+            file=sys.stderr,
+        )
+        return 2
     try:
-        ModelStore(settings.model_dir).set_current(args.version)
+        store.set_current(args.version)
     except ModelFileError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -182,8 +190,16 @@ def cmd_watcher_check(args, settings: Settings) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m app", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(
+        prog="python -m app",
+        description="Train and manage the service's models; check Watcher health.",
+    )
+    # run-job is started by the service itself, so it is left out of the list.
+    commands = parser.add_subparsers(
+        dest="command",
+        required=True,
+        metavar="{train,models,rollback,default-model,watcher-check}",
+    )
 
     train = commands.add_parser("train", help="train a model and publish it")
     train.add_argument("data", help=".npz (images or features, labels) or image folder")
@@ -200,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--threads", type=int, help="BLAS threads (default: all cores)")
     train.set_defaults(handler=cmd_train)
 
-    job = commands.add_parser("run-job", help=argparse.SUPPRESS)
+    job = commands.add_parser("run-job")
     job.add_argument("job_id")
     job.set_defaults(handler=cmd_run_job)
 

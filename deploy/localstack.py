@@ -287,7 +287,32 @@ class Stack:
             env.pop(name, None)
         return env
 
+    def _check_not_running(self) -> None:
+        """Refuse to start over a live instance's socket, pid file or port."""
+        try:
+            pid = int(self.pidfile.read_text().strip())
+            command = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, ValueError):
+            pid, command = None, b""
+        # Its command line names this run folder's ini: not a reused pid.
+        if pid is not None and str(self.run_dir / "uwsgi.ini").encode() in command:
+            raise StackError(
+                f"another instance is running from {self.var} (uWSGI pid {pid}); "
+                "stop it first, or give this one its own VAR_DIR."
+            )
+        with socket.socket() as probe:
+            # As nginx binds: connections of a stopped instance lingering in
+            # TIME_WAIT do not block the port, a listening socket does.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(("127.0.0.1", self.port))
+            except OSError:
+                raise StackError(
+                    f"127.0.0.1:{self.port} is already in use; set PORT to a free port."
+                ) from None
+
     def start(self, timeout: float = 60.0) -> Stack:
+        self._check_not_running()
         self.prepare()
         self.check_nginx()
         uwsgi = str(Path(self.python).parent / "uwsgi")
@@ -344,7 +369,7 @@ class Stack:
                 if process is not None and process.poll() is not None:
                     raise StackError(
                         f"{name} exited with status {process.returncode} while waiting "
-                        f"for {what}; see {self.log_dir}."
+                        f"for {what}; see {self.log_dir}.{self._log_tail(name)}"
                     )
             if condition():
                 return
@@ -352,6 +377,14 @@ class Stack:
         raise StackError(
             f"timed out after {timeout:.0f}s waiting for {what}; see {self.log_dir}."
         )
+
+    def _log_tail(self, name: str, lines: int = 12) -> str:
+        log = self.log_dir / ("uwsgi.log" if name == "uWSGI" else "nginx-error.log")
+        try:
+            tail = log.read_text(errors="replace").strip().splitlines()[-lines:]
+        except OSError:
+            return ""
+        return f" Last lines of {log.name}:\n  " + "\n  ".join(tail)
 
     def worker_pids(self) -> list[int]:
         """The uWSGI workers: the master's children that are uWSGI processes."""
@@ -444,9 +477,14 @@ def main(argv=None) -> int:
     parser.add_argument("--var", default=os.environ.get("VAR_DIR", str(REPO / "var")))
     args = parser.parse_args(argv)
 
-    stack = Stack(var_dir=args.var, port=args.port, processes=args.processes)
-    token_file = stack.run_dir / "admin-token"
+    # A generated admin token is kept in var/run/admin-token and reused by the
+    # next `make run`, so a saved TOKEN=$(cat ...) keeps working.
+    token_file = Path(args.var).resolve() / "run" / "admin-token"
     generated = "ADMIN_TOKEN" not in os.environ
+    env = {}
+    if generated and token_file.exists():
+        env["ADMIN_TOKEN"] = token_file.read_text().strip()
+    stack = Stack(var_dir=args.var, port=args.port, processes=args.processes, env=env)
     try:
         ensure_default_model(stack)
         write_samples(stack.var / "samples")
@@ -476,19 +514,21 @@ def main(argv=None) -> int:
 
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
+    failed = False
     while not stopping:
         for name, process in (("uWSGI", stack.uwsgi), ("nginx", stack.nginx)):
             if process.poll() is not None:
                 print(
                     f"{name} exited ({process.returncode}); stopping.", file=sys.stderr
                 )
+                failed = True
                 stopping.append(0)
         time.sleep(0.2)
 
     print("stopping nginx and uWSGI ...", file=sys.stderr)
     stack.stop()
     print("stopped.", file=sys.stderr)
-    return 0
+    return 1 if failed else 0
 
 
 def _banner(stack: Stack, token_file) -> str:

@@ -73,8 +73,12 @@ def parse_json(body: bytes):
         ) from None
 
 
-def rows_to_matrix(rows, n_features, field="instances", dtype=np.float32):
-    """Validate a list of equal-length number lists and return an (n, F) array."""
+def rows_to_matrix(rows, n_features, field="instances", dtype=np.float32, single=False):
+    """Validate a list of equal-length number lists and return an (n, F) array.
+
+    ``single``: the client sent one flat list, so messages name ``field`` itself
+    rather than ``field[0]``.
+    """
     if not isinstance(rows, list) or not rows:
         raise FeatureError(
             "invalid_features", f"'{field}' must be a non-empty list of number lists."
@@ -82,19 +86,20 @@ def rows_to_matrix(rows, n_features, field="instances", dtype=np.float32):
 
     width = n_features
     for index, row in enumerate(rows):
+        name = field if single else f"{field}[{index}]"
         if not isinstance(row, list) or not row:
             raise FeatureError(
                 "invalid_features",
-                f"'{field}[{index}]' must be a non-empty list of numbers.",
+                f"'{name}' must be a non-empty list of numbers.",
             )
         if width is None:
             width = len(row)
         if len(row) != width:
             raise FeatureError(
                 "wrong_feature_count",
-                f"'{field}[{index}]' has {len(row)} features; the model takes {width}.",
+                f"'{name}' has {len(row)} features; the model takes {width}.",
             )
-        _check_numbers(row, f"{field}[{index}]")
+        _check_numbers(row, name)
 
     # Every element is a real int or float by now, so this cannot fail or
     # silently coerce; values beyond the dtype's range become inf and are refused.
@@ -205,7 +210,7 @@ def checked_json_body(body: bytes, n_features: int):
                 "invalid_features",
                 "'features' must be a flat list of numbers; use 'instances' for many.",
             )
-        return rows_to_matrix([features], n_features, "features")
+        return rows_to_matrix([features], n_features, "features", single=True)
     return rows_to_matrix(document["instances"], n_features, "instances")
 
 

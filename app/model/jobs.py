@@ -5,10 +5,13 @@ job record, then starts ``python -m app run-job <id>`` in its own session and
 answers 202; the solver never runs on a serving worker. Any worker can answer
 the job's status, because the record is a file under ``MODEL_DIR/jobs``.
 
-Jobs run one at a time: a runner holds an exclusive ``flock`` on
-``MODEL_DIR/train.lock`` while it trains, so a second job stays ``queued``
-until the first ends. A runner that dies (SIGKILL, OOM) cannot write its own
-failure, so readers check that a running job's process is still alive.
+Jobs run one at a time and in the order they were accepted: a runner holds
+an exclusive ``flock`` on ``MODEL_DIR/train.lock`` while it trains, and takes
+it only when its ticket (``MODEL_DIR/jobs/queue/<time>-<id>``, made with the
+record) is the oldest of the jobs still waiting; ``flock`` alone hands the lock
+to whichever waiter the kernel wakes. A runner that dies (SIGKILL, OOM) cannot
+write its own failure, so readers check that a running job's process is still
+alive.
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ def _process_start_ticks(pid: int) -> int | None:
 class JobStore:
     def __init__(self, model_dir):
         self.root = Path(model_dir) / "jobs"
+        self.queue = self.root / "queue"
         self.lock_path = Path(model_dir) / "train.lock"
 
     def _record(self, job_id: str) -> Path:
@@ -89,7 +93,27 @@ class JobStore:
             "trace_context": trace_context,
         }
         self._write(job_id, record)
+        self.queue.mkdir(exist_ok=True)
+        (self.queue / f"{time.time_ns():020d}-{job_id}").touch()
         return record
+
+    def first_in_line(self) -> str | None:
+        """The oldest job still waiting or running; tickets of ended jobs go."""
+        try:
+            tickets = sorted(os.listdir(self.queue))
+        except FileNotFoundError:
+            return None
+        for ticket in tickets:
+            job_id = ticket.partition("-")[2]
+            record = self.read(job_id)
+            if record is not None and record["status"] in ACTIVE:
+                return job_id
+            (self.queue / ticket).unlink(missing_ok=True)
+        return None
+
+    def leave_queue(self, job_id: str) -> None:
+        for ticket in self.queue.glob(f"*-{job_id}"):
+            ticket.unlink(missing_ok=True)
 
     def _write(self, job_id: str, record: dict) -> None:
         # Write and rename: a reader never sees half a record.
@@ -179,7 +203,7 @@ def run(job_id: str, model_dir, train_fn) -> int:
 
     lock = open(jobs.lock_path, "a+")
     try:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        _wait_for_turn(jobs, job_id, lock)
         jobs.update(job_id, status="running", started=_now())
 
         last_write = 0.0
@@ -208,4 +232,16 @@ def run(job_id: str, model_dir, train_fn) -> int:
         return 1
     finally:
         jobs.data_path(job_id).unlink(missing_ok=True)
+        jobs.leave_queue(job_id)
         lock.close()
+
+
+def _wait_for_turn(jobs: JobStore, job_id: str, lock) -> None:
+    """Hold the training lock once every older job has ended."""
+    while True:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        first = jobs.first_in_line()
+        if first is None or first == job_id:
+            return
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        time.sleep(0.05)

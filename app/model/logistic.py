@@ -106,7 +106,7 @@ class FitResult:
     bias: float
     loss: float
     iterations: int
-    converged: bool
+    converged: bool | None
     seconds: float
     costs: list = field(default_factory=list)
 
@@ -132,7 +132,8 @@ def fit_gd(X, y, learning_rate=0.005, iterations=2000, l2=0.0, progress=None, xp
         bias=float(b),
         loss=final_loss,
         iterations=iterations,
-        converged=True,
+        # A fixed number of steps: gradient descent has no convergence test.
+        converged=None,
         seconds=time.perf_counter() - started,
         costs=costs,
     )

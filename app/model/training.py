@@ -97,8 +97,8 @@ def validate_params(params) -> dict:
     if clean["device"] == "gpu" and not gpu.gpu_installed():
         raise DataError(
             "gpu_unavailable",
-            "'device': 'gpu' needs CuPy on the server (pip install cupy-cuda12x); "
-            "use 'cpu'.",
+            "device 'gpu' needs CuPy where training runs "
+            "(pip install cupy-cuda12x); use 'cpu'.",
         )
     if clean["solver"] not in logistic.SOLVERS:
         raise DataError(
@@ -279,11 +279,29 @@ def _check_unpacked_size(path_or_file, max_bytes: int) -> None:
         )
 
 
+def _looks_like_npz_or_npy(path_or_file) -> bool:
+    """Whether the file starts as a zip archive or a .npy array does."""
+    if hasattr(path_or_file, "read"):
+        head = path_or_file.read(6)
+        path_or_file.seek(0)
+    else:
+        with open(path_or_file, "rb") as handle:
+            head = handle.read(6)
+    return head.startswith(b"PK\x03\x04") or head == b"\x93NUMPY"
+
+
 def dataset_from_npz(path_or_file, max_bytes: int | None = None) -> Dataset:
     """Read a ``.npz`` with ``images`` or ``features``, ``labels``, ``classes``.
 
     ``max_bytes`` bounds the unpacked size, for archives from untrusted clients.
     """
+    if not _looks_like_npz_or_npy(path_or_file):
+        # np.load takes anything else for a pickle, and would say so.
+        raise DataError(
+            "invalid_training_data",
+            "The file is not an .npz archive; save one with numpy.savez(path, "
+            "images=..., labels=..., classes=...).",
+        )
     if max_bytes is not None:
         _check_unpacked_size(path_or_file, max_bytes)
     try:

@@ -246,3 +246,19 @@ def test_npz_that_unpacks_beyond_the_limit_is_refused(
 
     assert error_code(reply) == (400, "training_data_too_large")
     assert "MAX_TRAIN_BYTES" in reply.get_json()["error"]["message"]
+
+
+def test_a_file_that_is_not_an_npz_is_named_as_such(client, admin_headers):
+    png = b"\x89PNG\r\n\x1a\n" + b"\0" * 64
+
+    reply = client.post(
+        "/api/v1/train",
+        data={"data": (io.BytesIO(png), "eight.png")},
+        content_type="multipart/form-data",
+        headers=admin_headers,
+    )
+
+    assert error_code(reply) == (400, "invalid_training_data")
+    message = reply.get_json()["error"]["message"]
+    assert message.startswith("The file is not an .npz archive")
+    assert "pickle" not in message

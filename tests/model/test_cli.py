@@ -72,7 +72,9 @@ def test_rollback_to_an_older_version(tmp_path):
     listing = cli(tmp_path / "m", "models").stdout.split("\n")
     assert f"* {first['model_version']}" in listing
     assert f"  {second['model_version']}" in listing
-    assert cli(tmp_path / "m", "rollback", "nope").returncode == 2
+    missing = cli(tmp_path / "m", "rollback", "20990101T000000000Z-abcdef")
+    assert missing.returncode == 2
+    assert "no model version '20990101T000000000Z-abcdef'" in missing.stderr
 
 
 def test_bad_data_is_a_clear_error(tmp_path):

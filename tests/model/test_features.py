@@ -164,7 +164,7 @@ def test_refusals_name_the_element_at_fault():
         features.from_json_body(single([1, 2, 3, True, 5, 6]), N)
 
     assert raised.value.message == (
-        "'features[0][3]' is bool; every feature must be a number."
+        "'features[3]' is bool; every feature must be a number."
     )
 
 

@@ -113,3 +113,39 @@ def test_unknown_or_malformed_job_ids_read_as_none(tmp_path):
     job_store = jobs.JobStore(tmp_path)
     assert job_store.read("0" * 32) is None
     assert job_store.read("../../etc/passwd") is None
+
+
+def test_jobs_run_in_the_order_they_were_accepted(tmp_path):
+    job_store = jobs.JobStore(tmp_path)
+    ids = [
+        write_job(job_store, params={"solver": "gd", "iterations": 300})
+        for _ in range(3)
+    ]
+    holder = open(job_store.lock_path, "a+")
+    fcntl.flock(holder, fcntl.LOCK_EX)
+
+    # Started newest first: only the tickets can put them back in order.
+    runners = [run_job(tmp_path, job_id) for job_id in reversed(ids)]
+    try:
+        time.sleep(1.5)
+        assert [job_store.read(job_id)["status"] for job_id in ids] == ["queued"] * 3
+    finally:
+        holder.close()
+    for runner in runners:
+        assert runner.wait(120) == 0
+
+    starts = [job_store.read(job_id)["started"] for job_id in ids]
+    assert starts == sorted(starts)
+    assert not list(job_store.queue.iterdir())
+
+
+def test_a_dead_older_job_does_not_block_the_queue(tmp_path):
+    job_store = jobs.JobStore(tmp_path)
+    dead = write_job(job_store)
+    job_store.update(dead, pid=2**22 + 7, pid_start=1)  # a pid that is not running
+    alive = write_job(job_store)
+
+    assert run_job(tmp_path, alive).wait(60) == 0
+
+    assert job_store.read(dead)["status"] == "failed"
+    assert job_store.read(alive)["status"] == "succeeded"
