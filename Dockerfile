@@ -89,7 +89,7 @@ RUN printf '%s\n' \
 
 WORKDIR /srv/logreg
 COPY app/ app/
-COPY deploy/render.py deploy/
+COPY deploy/__init__.py deploy/render.py deploy/
 COPY deploy/docker/entrypoint.py deploy/docker/
 COPY deploy/uwsgi/app.ini deploy/uwsgi/
 COPY deploy/nginx/ deploy/nginx/

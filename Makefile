@@ -29,7 +29,7 @@ nginx:
 	  fi; }
 
 run: $(VENV)/.installed nginx
-	$(PY) deploy/localstack.py
+	$(PY) -m deploy.localstack
 
 test: $(VENV)/.installed-dev nginx
 	$(PY) -m pytest

@@ -18,7 +18,6 @@ Nothing is sent anywhere but loopback.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import io
 import json
 import os
@@ -42,6 +41,7 @@ if str(REPO) not in sys.path:
 from app.model import logistic  # noqa: E402
 from app.model.store import ModelStore  # noqa: E402
 from app.model.threads import set_training_threads  # noqa: E402
+from deploy import localstack  # noqa: E402
 
 CAT_DATA = REPO.parent / "shared" / "data" / "catvnoncat" / "train.npz"
 OUT = REPO / "var" / "bench"
@@ -83,20 +83,6 @@ file:close()
 
 class BenchError(RuntimeError):
     """A run that cannot give honest numbers; the message says why."""
-
-
-def _load_localstack():
-    # By file path: deploy/ on sys.path would let deploy/uwsgi/ shadow uwsgi.
-    spec = importlib.util.spec_from_file_location(
-        "localstack", REPO / "deploy" / "localstack.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["localstack"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-localstack = _load_localstack()
 
 
 class NaiveStack(localstack.Stack):

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import grp
-import importlib.util
 import os
 import pwd
 import secrets
@@ -31,17 +30,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 DEPLOY = REPO / "deploy"
 
+if __package__ in (None, ""):
+    # Run as a script (python deploy/localstack.py): Python put deploy/ first
+    # on the path; the checkout must be there instead (see deploy/__init__.py).
+    sys.path[0] = str(REPO)
 
-def _load_render():
-    # By path, like the tests load this file: deploy/ is not a package.
-    spec = importlib.util.spec_from_file_location("logreg_render", DEPLOY / "render.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-# The renderer the container's entrypoint uses too (deploy/render.py).
-render = _load_render()
+from deploy import render  # noqa: E402
 
 TRACING_MODULE = render.TRACING_MODULE
 LIGHTSTEP_PLUGIN = render.LIGHTSTEP_PLUGIN

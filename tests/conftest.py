@@ -3,35 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import io
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from app.settings import Settings
+from deploy import localstack
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data" / "catvnoncat"
 ADMIN_TOKEN = "test-admin-token-5f0c2a9d"
-
-
-def _load_localstack():
-    # By file path: putting deploy/ on sys.path would make deploy/uwsgi/ shadow
-    # the uwsgi module the app probes for.
-    spec = importlib.util.spec_from_file_location(
-        "localstack", REPO / "deploy" / "localstack.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["localstack"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-localstack = _load_localstack()
 
 
 def pytest_collection_finish(session):

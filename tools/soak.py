@@ -17,7 +17,6 @@ worker memory keeps growing in the second half.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import io
 import json
 import sys
@@ -34,6 +33,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from app.model.store import ModelStore  # noqa: E402
+from deploy import localstack  # noqa: E402
 
 SHAPE = (4, 5, 3)
 N_FEATURES = 60
@@ -49,15 +49,6 @@ META = {
 }
 # Memory may grow this much from the middle of the run to its end, per worker.
 RSS_GROWTH_LIMIT = 1.25
-
-
-def _load_localstack():
-    spec = importlib.util.spec_from_file_location(
-        "localstack", REPO / "deploy" / "localstack.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _rows():
@@ -293,7 +284,6 @@ def main(argv=None) -> int:
     if not 1 <= args.seconds <= 600:
         parser.error("--seconds must be between 1 and 600")
 
-    localstack = _load_localstack()
     stack = localstack.Stack(
         var_dir=args.var,
         processes=args.processes,

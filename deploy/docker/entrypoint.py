@@ -18,7 +18,6 @@ run the same file on loopback as an unprivileged user.
 from __future__ import annotations
 
 import grp
-import importlib.util
 import os
 import pwd
 import shutil
@@ -31,16 +30,10 @@ from pathlib import Path
 DEPLOY = Path(__file__).resolve().parent.parent
 
 
-def _load_render():
-    # By path: deploy/ is not a package, and on sys.path its uwsgi/ folder
-    # would shadow the uwsgi module the app probes for.
-    spec = importlib.util.spec_from_file_location("render", DEPLOY / "render.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+# Run as a script: the checkout (the image's /srv/logreg) must be importable.
+sys.path.insert(0, str(DEPLOY.parent))
 
-
-render = _load_render()
+from deploy import render  # noqa: E402
 
 DEFAULTS = {
     "PORT": "8080",

@@ -58,6 +58,7 @@ def test_every_copied_path_exists_in_the_checkout():
         "deploy/docker/SHA256SUMS",
         "requirements.txt",
         "app/",
+        "deploy/__init__.py",
         "deploy/render.py",
         "deploy/docker/entrypoint.py",
         "deploy/uwsgi/app.ini",
