@@ -188,3 +188,22 @@ def test_spans_a_collector_did_not_get_go_with_the_next_report():
     assert names == ["while-down", "after"]
     _finish_one(tracer, "after-shutdown")
     assert reporter.flush() is False
+
+
+def test_span_count_of_the_sink_matches_the_protobuf_decoding():
+    from lightstep import collector_pb2
+
+    from tests.doubles.lightstep_collector import count_spans
+
+    report = collector_pb2.ReportRequest()
+    report.reporter.reporter_id = 7
+    report.auth.access_token = "t"
+    for index in range(5):
+        span = report.spans.add()
+        span.operation_name = f"op{index}"
+        span.span_context.trace_id = 2**63 + index
+        span.duration_micros = 300 + index
+    report.timestamp_offset_micros = 12
+
+    assert count_spans(report.SerializeToString()) == 5
+    assert count_spans(collector_pb2.ReportRequest().SerializeToString()) == 0

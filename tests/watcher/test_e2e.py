@@ -46,7 +46,7 @@ DANGLING_MAJORS = ["7", "8", "9"]
 
 # Short enough that the hang tests stay quick, long enough for a loaded machine.
 ES_TIMEOUT = 1.0
-# The report is cut off after 3 x ELASTICSEARCH_TIMEOUT (docs/watcher.md); the
+# The report is cut off after 3 x ELASTICSEARCH_TIMEOUT (README, Watcher health); the
 # slack covers nginx, uWSGI and a busy CI box, it is a bound, not a benchmark.
 BUDGET = 3 * ES_TIMEOUT
 SLACK = 2.0
