@@ -161,7 +161,7 @@ def test_lightstep_config_renders_to_the_json_the_plugin_reads():
 
 
 def test_local_stack_leaves_tracing_out_without_the_module_and_passes_nginx_t():
-    from localstack import Stack
+    from deploy.localstack import Stack
 
     # Under the checkout, like the stack fixture: nginx's workers must reach it.
     folder = REPO / "var" / "tests" / "tracing-local-nginx"
