@@ -43,13 +43,16 @@ def _drain(request) -> None:
         pass
 
 
+try:
+    # Present only inside uWSGI, which embeds it before loading the app.
+    from uwsgi import worker_id as _uwsgi_worker_id
+except ImportError:
+    _uwsgi_worker_id = None
+
+
 def _worker_id() -> str:
-    try:
-        import uwsgi
-    except ImportError:
-        return "0"
-    worker_id = getattr(uwsgi, "worker_id", None)
-    return str(worker_id()) if worker_id else "0"
+    """This process's uWSGI worker number (1..N); "0" outside uWSGI."""
+    return str(_uwsgi_worker_id()) if _uwsgi_worker_id else "0"
 
 
 def create_app(settings: Settings | None = None) -> Flask:
