@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import json
 
 import numpy as np
 from flask import Blueprint, current_app, request, url_for
@@ -60,10 +59,12 @@ def _dataset_from_multipart():
     params = request.form.get("params")
     if params is not None:
         try:
-            params = json.loads(params)
-        except ValueError:
+            params = features.parse_json(params.encode())
+        except features.FeatureError as error:
             raise ApiError(
-                400, "invalid_params", "The 'params' form field must be a JSON object."
+                400,
+                "invalid_params",
+                f"The 'params' form field must be a JSON object: {error.message}",
             ) from None
     return dataset, params
 
@@ -79,9 +80,14 @@ def _save_for_runner(path, dataset) -> None:
             arrays["input_shape"] = np.array(dataset.input_shape)
 
     temporary = path.with_name(path.name + ".tmp")
-    with open(temporary, "wb") as handle:
-        np.savez(handle, **arrays)
-    temporary.rename(path)
+    try:
+        with open(temporary, "wb") as handle:
+            np.savez(handle, **arrays)
+        temporary.rename(path)
+    except BaseException:
+        # A full disk must not also keep up to MAX_TRAIN_BYTES of half a file.
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 @bp.post("/api/v1/train")

@@ -137,7 +137,7 @@ class JobStore:
             return None
         return self._with_liveness(record)
 
-    def _with_liveness(self, record: dict) -> dict:
+    def _with_liveness(self, record: dict, recheck: bool = True) -> dict:
         if record["status"] not in ACTIVE:
             return record
 
@@ -153,9 +153,20 @@ class JobStore:
         else:
             reason = "the training process exited without finishing (killed?)"
 
+        job_id = record["job_id"]
+        if recheck:
+            # The runner may have written its outcome (or its pid) and exited
+            # between our read and the check: read again before judging.
+            fresh = json.loads(self._record(job_id).read_text())
+            if (fresh["status"], fresh.get("pid")) != (record["status"], pid):
+                return self._with_liveness(fresh, recheck=False)
+
         record = dict(record, status="failed", error=reason, finished=_now())
         try:
-            self._write(record["job_id"], record)
+            self._write(job_id, record)
+            # A dead runner's finally never ran: its upload and ticket go here.
+            self.data_path(job_id).unlink(missing_ok=True)
+            self.leave_queue(job_id)
         except OSError:
             pass
         return record
@@ -194,7 +205,12 @@ def run(job_id: str, model_dir, train_fn) -> int:
     """Body of the runner process: wait for the lock, train, publish, record."""
     jobs = JobStore(model_dir)
     pid = os.getpid()
-    jobs.update(job_id, pid=pid, pid_start=_process_start_ticks(pid))
+    record = jobs.update(job_id, pid=pid, pid_start=_process_start_ticks(pid))
+    if record["status"] not in ACTIVE:
+        # Judged dead before it started (a runner slower than the spawn grace):
+        # the client has been told it failed, so it must not train now.
+        log.error("training job %s is %s; not starting it", job_id, record["status"])
+        return 1
 
     def on_term(signum, frame):
         raise SystemExit(f"stopped by signal {signum}")

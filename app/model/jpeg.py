@@ -125,23 +125,27 @@ def _entropy_bytes(rest: bytes) -> int:
     """Bytes of entropy-coded data before the next real marker."""
     total = 0
     position = 0
-    while position < len(rest):
-        byte = rest[position]
-        if byte != 0xFF:
-            total += 1
-            position += 1
-            continue
-        following = rest[position + 1] if position + 1 < len(rest) else None
+    while True:
+        # Only 0xFF bytes need a look; find() skips the runs between them in C.
+        marker = rest.find(b"\xff", position)
+        if marker < 0:
+            return total + len(rest) - position
+        total += marker - position
+        following = rest[marker + 1] if marker + 1 < len(rest) else None
         if following == 0x00:  # a stuffed 0xFF data byte
             total += 1
-            position += 2
+            position = marker + 2
         elif following is not None and 0xD0 <= following <= 0xD7:  # restart marker
-            position += 2
+            position = marker + 2
         else:
-            break
-    return total
+            return total
 
 
 def holds_less_than_declared(data: bytes) -> bool:
-    bounds = lower_bound_bits(data)
+    try:
+        bounds = lower_bound_bits(data)
+    except (IndexError, struct.error):
+        # Segments too short for their own fields: leave the verdict to the
+        # decoder, which refuses what it cannot read.
+        return False
     return bounds is not None and bounds[1] < bounds[0]

@@ -325,6 +325,12 @@ def dataset_from_npz(path_or_file, max_bytes: int | None = None) -> Dataset:
         raise DataError(
             "invalid_training_data", f"The file is not a readable .npz: {error}"
         ) from None
+    except MemoryError:
+        # An array header may declare a shape far beyond the bytes it holds.
+        raise DataError(
+            "training_data_too_large",
+            "An array in the .npz declares more data than this server can hold.",
+        ) from None
 
     allowed = {"images", "features", "labels", "classes", "input_shape"}
     extra = sorted(set(arrays) - allowed)
@@ -435,7 +441,9 @@ def train(dataset: Dataset, params: dict, progress=None):
     if progress is not None:
         progress(1.0, result.iterations, result.loss)
 
-    probabilities = logistic.predict_proba(X, result.weights, result.bias, xp=xp)
+    probabilities = logistic.predict_proba(
+        X, xp.asarray(result.weights), result.bias, xp=xp
+    )
     probabilities = probabilities.get() if xp is not np else probabilities
     accuracy = float(((probabilities >= 0.5) == (dataset.labels == 1)).mean())
     log_loss, _, _ = logistic.loss_and_gradient(

@@ -262,3 +262,62 @@ def test_a_file_that_is_not_an_npz_is_named_as_such(client, admin_headers):
     message = reply.get_json()["error"]["message"]
     assert message.startswith("The file is not an .npz archive")
     assert "pickle" not in message
+
+
+def test_deeply_nested_params_field_is_a_400(client, admin_headers):
+    features, labels = small_problem()
+    data = npz(features=features, labels=labels)
+
+    reply = client.post(
+        "/api/v1/train",
+        data={"data": (io.BytesIO(data), "d.npz"), "params": "[" * 100_000},
+        content_type="multipart/form-data",
+        headers=admin_headers,
+    )
+
+    assert error_code(reply) == (400, "invalid_params")
+
+
+def test_npz_header_declaring_a_giant_array_is_refused(client, admin_headers):
+    import zipfile
+
+    header = (
+        b"{'descr': '<f8', 'fortran_order': False, 'shape': (10000000, 10000000), }"
+    )
+    header += b" " * (117 - len(header)) + b"\n"
+    member = b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("features.npy", member + b"\0" * 64)
+        labels = io.BytesIO()
+        np.save(labels, np.array([0, 1]))
+        archive.writestr("labels.npy", labels.getvalue())
+
+    reply = client.post(
+        "/api/v1/train",
+        data={"data": (io.BytesIO(buffer.getvalue()), "giant.npz")},
+        content_type="multipart/form-data",
+        headers=admin_headers,
+    )
+
+    assert error_code(reply) == (400, "training_data_too_large")
+
+
+def test_a_full_disk_leaves_no_half_written_upload(
+    client, admin_headers, monkeypatch, settings
+):
+    features, labels = small_problem()
+
+    def no_space(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("app.api.train.np.savez", no_space)
+    reply = client.post(
+        "/api/v1/train",
+        json={"features": features.tolist(), "labels": labels.tolist()},
+        headers=admin_headers,
+    )
+
+    assert error_code(reply) == (507, "insufficient_storage")
+    assert list((settings.model_dir / "jobs").glob("*.tmp")) == []
+    assert list((settings.model_dir / "jobs").glob("*.npz")) == []

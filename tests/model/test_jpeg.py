@@ -60,3 +60,22 @@ def test_progressive_and_non_jpeg_data_are_not_judged():
     assert lower_bound_bits(encode(flat, progressive=True)) is None
     assert lower_bound_bits(b"\x89PNG\r\n") is None
     assert lower_bound_bits(b"\xff\xd8\xff") is None
+
+
+def test_segments_shorter_than_their_fields_are_left_to_the_decoder():
+    data = encode(np.full((16, 16, 3), 50, np.uint8))
+    start = data.index(b"\xff\xda")
+    # An SOS segment of length 2: no room for its component count.
+    broken = data[:start] + b"\xff\xda\x00\x02" + data[start + 4 :]
+    short_frame = data.replace(b"\xff\xc0\x00\x11", b"\xff\xc0\x00\x04", 1)
+
+    assert holds_less_than_declared(broken) is False
+    assert holds_less_than_declared(short_frame) is False
+
+
+def test_entropy_count_skips_stuffed_bytes_and_restart_markers():
+    from app.model.jpeg import _entropy_bytes
+
+    scan = b"\x01\x02\xff\x00\x03\xff\xd3\x04" + b"\xff\xd9trailer"
+    assert _entropy_bytes(scan) == 5
+    assert _entropy_bytes(b"\x05\x06") == 2
