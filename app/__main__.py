@@ -11,7 +11,7 @@ import logging
 import sys
 from pathlib import Path
 
-from app.settings import Settings
+from app.settings import Settings, SettingsError
 
 log = logging.getLogger("app.cli")
 
@@ -51,7 +51,10 @@ def _load_dataset(path: Path):
 
 
 def cmd_train(args, settings: Settings) -> int:
+    from PIL import UnidentifiedImageError
+
     from app.model import training
+    from app.model.features import FeatureError
     from app.model.store import ModelStore
     from app.model.threads import set_training_threads
 
@@ -73,7 +76,13 @@ def cmd_train(args, settings: Settings) -> int:
     try:
         params = training.validate_params(params)
         dataset = _load_dataset(Path(args.data))
-    except (training.DataError, FileNotFoundError, NotADirectoryError) as error:
+    except (
+        training.DataError,
+        FeatureError,
+        UnidentifiedImageError,
+        FileNotFoundError,
+        NotADirectoryError,
+    ) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 
@@ -186,7 +195,7 @@ def cmd_rollback(args, settings: Settings) -> int:
 def cmd_watcher_check(args, settings: Settings) -> int:
     from app.watcher.cli import watcher_check_main
 
-    return watcher_check_main(args.rest)
+    return watcher_check_main(args.rest, settings)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -244,12 +253,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    from app import configure_logging
+
     args = build_parser().parse_args(argv)
-    settings = Settings.from_env()
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    try:
+        settings = Settings.from_env()
+    except SettingsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    # The service's own set-up: JSON or text lines, secrets scrubbed.
+    configure_logging(settings)
     return args.handler(args, settings)
 
 

@@ -101,10 +101,16 @@ class Settings:
         env = os.environ if env is None else env
         return cls(
             model_dir=Path(_env_str(env, "MODEL_DIR", "var/models")),
-            admin_token=_env_str(env, "ADMIN_TOKEN", ""),
+            # Stripped: an env file saved with CRLF endings must still match.
+            admin_token=_env_str(env, "ADMIN_TOKEN", "").strip(),
             max_predict_bytes=_env_int(env, "MAX_PREDICT_BYTES", 64 * MIB, 1),
             max_train_bytes=_env_int(env, "MAX_TRAIN_BYTES", 1024 * MIB, 1),
-            log_level=_env_str(env, "LOG_LEVEL", "INFO").upper(),
+            log_level=_env_choice(
+                env,
+                "LOG_LEVEL",
+                "info",
+                {"debug", "info", "warning", "error", "critical"},
+            ).upper(),
             log_format=_env_choice(env, "LOG_FORMAT", "json", {"json", "text"}),
             blas_threads=_env_int(env, "BLAS_THREADS", 1, 1),
             tracing=_env_bool(env, "TRACING", True),

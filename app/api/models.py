@@ -15,13 +15,14 @@ def model_metadata():
     meta = model.meta
     return {
         "model_version": model.version,
-        "created": meta["created"],
+        "created": meta.get("created"),
         "classes": meta["classes"],
         "input_shape": meta["input_shape"],
         "n_features": meta["n_features"],
         "scale": meta["scale"],
         "threshold": meta["threshold"],
-        "solver": meta["solver"],
-        "params": meta["params"],
-        "metrics": meta["metrics"],
+        # Written by every training; a version made by hand may lack them.
+        "solver": meta.get("solver"),
+        "params": meta.get("params", {}),
+        "metrics": meta.get("metrics", {}),
     }

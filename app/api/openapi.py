@@ -210,6 +210,7 @@ _PARAMS = {
         "tol": {"type": "number"},
         "max_iter": {"type": "integer"},
         "scale": {"type": "number"},
+        "device": {"type": "string", "enum": ["cpu", "gpu"]},
     },
 }
 

@@ -97,7 +97,12 @@ def rows_to_matrix(rows, n_features, field="instances", dtype=np.float32, single
         if len(row) != width:
             raise FeatureError(
                 "wrong_feature_count",
-                f"'{name}' has {len(row)} features; the model takes {width}.",
+                f"'{name}' has {len(row)} features; "
+                + (
+                    f"the model takes {width}."
+                    if n_features is not None
+                    else f"every row must have {width}, like the first."
+                ),
             )
         _check_numbers(row, name)
 

@@ -90,9 +90,7 @@ def init_tracing(app, settings) -> None:
 
     reason = setup.why_off(settings)
     if reason is not None:
-        # Asking for a tracer that does not exist is a mistake; the rest is a choice.
-        level = logging.WARNING if reason.startswith("TRACER=") else logging.INFO
-        log.log(level, "tracing off: %s", reason)
+        log.info("tracing off: %s", reason)
         return
 
     holder = setup.ProcessTracer(settings)

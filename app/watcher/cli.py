@@ -12,7 +12,7 @@ from app.watcher.checks import build_report
 EXIT_CODES = {"green": 0, "yellow": 1, "red": 2, "unknown": 2}
 
 
-def watcher_check_main(argv: list[str]) -> int:
+def watcher_check_main(argv: list[str], settings: Settings | None = None) -> int:
     """Print the report as JSON; exit 0 green, 1 yellow, 2 red or unknown."""
     parser = argparse.ArgumentParser(
         prog="python -m app watcher-check",
@@ -22,11 +22,12 @@ def watcher_check_main(argv: list[str]) -> int:
     )
     parser.parse_args(argv)
 
-    try:
-        settings = Settings.from_env()
-    except SettingsError as error:
-        print(f"watcher-check: {error}", file=sys.stderr)
-        return 2
+    if settings is None:
+        try:
+            settings = Settings.from_env()
+        except SettingsError as error:
+            print(f"watcher-check: {error}", file=sys.stderr)
+            return 2
 
     # A cron job wants the cluster as it is now, so the cache is not used.
     report = build_report(settings)

@@ -21,7 +21,7 @@ from app.watcher.checks import (
     find_stale_copies,
     forget_starting_nodes,
 )
-from app.watcher.client import ClusterClient, NotElasticsearch, Unreachable
+from app.watcher.client import ClusterClient, NotElasticsearch, OutOfTime, Unreachable
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,10 @@ _RESTART_CODES = {
     "watcher_state_mixed",
     "watcher_stuck_starting",
 }
+
+
+# What a cluster call raises when the cluster stops answering mid-remedy.
+_CLUSTER_ERRORS = (Unreachable, NotElasticsearch, OutOfTime)
 
 
 class RemedyUnavailable(Exception):
@@ -55,7 +59,13 @@ def remediate(settings, dry_run: bool) -> dict:
             "No Elasticsearch cluster is configured; set ELASTICSEARCH_URL first.",
         )
 
-    client = ClusterClient(settings)
+    try:
+        client = ClusterClient(settings)
+    except ValueError as error:
+        raise RemedyUnavailable(
+            "elasticsearch_unavailable",
+            f"Nothing was changed: ELASTICSEARCH_URL cannot be used ({error}).",
+        ) from None
     try:
         before = build_report(settings, client)
         if before["status"] == "unknown":
@@ -66,12 +76,23 @@ def remediate(settings, dry_run: bool) -> dict:
                 f"{first.get('message', 'unknown reason')}",
             )
 
-        actions, manual_steps = _plan(client, before)
+        try:
+            actions, manual_steps = _plan(client, before)
+        except _CLUSTER_ERRORS as error:
+            raise RemedyUnavailable(
+                "elasticsearch_unavailable",
+                f"Nothing was changed: the cluster stopped answering ({error}).",
+            ) from None
         if dry_run:
             return _result(True, actions, manual_steps, before, None)
 
         for action in actions:
-            _perform(client, action)
+            try:
+                _perform(client, action)
+            except _CLUSTER_ERRORS as error:
+                # Keep the record of what was already done; this one failed.
+                action["result"] = "failed"
+                action["error"] = f"the cluster stopped answering: {error}"
         forget_starting_nodes()
         after = _look_again(settings, client, actions)
         return _result(False, actions, manual_steps, before, after)

@@ -122,3 +122,18 @@ def test_image_folder_layout_is_one_subfolder_per_class(tmp_path, mode, channels
     assert meta["input_shape"] == [6, 6, channels]
     assert meta["classes"] == ["a_neg", "b_pos"]
     assert json.loads(result.stdout)["train_accuracy"] == 1.0
+
+
+def test_an_unreadable_image_in_the_folder_is_a_clear_error(tmp_path):
+    for name in ("a", "b"):
+        (tmp_path / "img" / name).mkdir(parents=True)
+        Image.fromarray(np.zeros((4, 4), np.uint8)).save(
+            tmp_path / "img" / name / "0.png"
+        )
+    (tmp_path / "img" / "b" / "1.png").write_bytes(b"not a png at all")
+
+    result = cli(tmp_path / "m", "train", str(tmp_path / "img"))
+
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: ")
+    assert "Traceback" not in result.stderr

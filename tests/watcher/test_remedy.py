@@ -163,3 +163,22 @@ def test_remedy_when_elasticsearch_is_down_is_503(double, http):
     answer = http.post(REMEDY, json={"confirm": True}, headers=ADMIN)
     assert answer.status_code == 503
     assert answer.get_json()["error"]["code"] == "elasticsearch_unavailable"
+
+
+def test_remedy_with_an_unusable_url_is_503_and_changes_nothing(double, tmp_path):
+    from tests.watcher.conftest import make_app, settings_for
+
+    settings = settings_for(
+        double, model_dir=tmp_path / "models", elasticsearch_url="ftp://es"
+    )
+    answer = (
+        make_app(settings)
+        .test_client()
+        .post(REMEDY, json={"confirm": True}, headers=ADMIN)
+    )
+
+    assert answer.status_code == 503
+    body = answer.get_json()["error"]
+    assert body["code"] == "elasticsearch_unavailable"
+    assert "ELASTICSEARCH_URL cannot be used" in body["message"]
+    assert double.requests == []
