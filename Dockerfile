@@ -69,6 +69,7 @@ ARG NGINX_VERSION
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       "nginx-light=${NGINX_VERSION}-*" \
+      "tini=0.19.0-*" \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 logreg \
  && useradd --system --uid 10001 --gid logreg --home-dir /srv/logreg --shell /usr/sbin/nologin logreg \
@@ -113,4 +114,6 @@ VOLUME ["/var/lib/logreg/models"]
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
   CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/api/v1/health' % os.environ['PORT'], timeout=4)"]
 STOPSIGNAL SIGTERM
-ENTRYPOINT ["python", "/srv/logreg/deploy/docker/entrypoint.py"]
+# tini as PID 1 reaps orphans: a training runner outlives a recycled worker,
+# and only PID 1 can collect it. It passes SIGTERM on to the entrypoint.
+ENTRYPOINT ["tini", "--", "python", "/srv/logreg/deploy/docker/entrypoint.py"]

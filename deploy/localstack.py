@@ -147,13 +147,7 @@ class Stack:
             self._check_nginx_can_reach(self.run_dir)
 
         shutil.copy(DEPLOY / "uwsgi" / "app.ini", self.run_dir / "uwsgi.ini")
-        env_file = self.run_dir / "app.env"
-        descriptor = os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(descriptor, "w") as handle:
-            for name, value in self.app_env().items():
-                if "\n" in value:
-                    raise StackError(f"{name} must not contain a newline.")
-                handle.write(f"{name}={value}\n")
+        render.write_app_env(self.run_dir / "app.env", self.app_env())
 
         self._render_nginx()
         if self.user:
@@ -198,15 +192,11 @@ class Stack:
         )
         (site_dir / "server.conf").write_text(server)
 
-        if self.tracing_module:
-            for name in ("tracing-http.conf", "tracing-location.conf"):
-                shutil.copy(DEPLOY / "nginx" / "logreg" / name, site_dir / name)
-        else:
-            for name in ("tracing-http.conf", "tracing-location.conf"):
-                (site_dir / name).write_text(
-                    "# nginx-opentracing is not installed: "
-                    "tracing directives left out.\n"
-                )
+        includes = render.tracing_includes(
+            "opentracing", self.tracing_module is not None, self.app_env()
+        )
+        for name, text in includes.items():
+            (site_dir / name).write_text(text)
 
         user_line = "user www-data;" if os.getuid() == 0 else ""
         module_line = tracer_line = ""

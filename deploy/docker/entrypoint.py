@@ -209,7 +209,7 @@ def main() -> int:
     try:
         conf = render_all(config)
         subprocess.run(nginx_command(config, conf, "-t", "-q"), check=True)
-        if config["DEFAULT_MODEL"] == "on":
+        if config["DEFAULT_MODEL"].strip().lower() in ("on", "true", "yes", "1"):
             subprocess.run(
                 [python, "-m", "app", "default-model"],
                 cwd=config["APP_DIR"],

@@ -92,7 +92,7 @@ def test_runtime_runs_unprivileged_with_a_health_check_and_the_entrypoint():
     assert keywords["USER"] == "10001:10001"
     assert "/api/v1/health" in keywords["HEALTHCHECK"]
     assert keywords["ENTRYPOINT"] == (
-        '["python", "/srv/logreg/deploy/docker/entrypoint.py"]'
+        '["tini", "--", "python", "/srv/logreg/deploy/docker/entrypoint.py"]'
     )
     assert keywords["EXPOSE"] == "8080"
 

@@ -175,6 +175,7 @@ def test_local_stack_leaves_tracing_out_without_the_module_and_passes_nginx_t():
     site = stack.nginx_dir / "conf" / "logreg"
     for name in ("tracing-http.conf", "tracing-location.conf"):
         assert (site / name).read_text() == (
-            "# nginx-opentracing is not installed: tracing directives left out.\n"
+            "# nginx tracing: the opentracing module is not installed; "
+            "tracing directives left out.\n"
         )
     assert "syntax is ok" in stack.check_nginx()
