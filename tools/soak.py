@@ -34,19 +34,13 @@ sys.path.insert(0, str(REPO))
 
 from app.model.store import ModelStore  # noqa: E402
 from deploy import localstack  # noqa: E402
+from tests.models import (  # noqa: E402
+    N_FEATURES,
+    SHAPE,
+    publish_random_image_model,
+)
 
-SHAPE = (4, 5, 3)
-N_FEATURES = 60
 TOKEN = "soak-admin-token"
-META = {
-    "classes": ["no", "yes"],
-    "input_shape": list(SHAPE),
-    "scale": 1 / 255,
-    "threshold": 0.5,
-    "solver": "lbfgs",
-    "params": {},
-    "metrics": {},
-}
 # Memory may grow this much from the middle of the run to its end, per worker.
 RSS_GROWTH_LIMIT = 1.25
 
@@ -294,8 +288,7 @@ def main(argv=None) -> int:
     shutil.rmtree(stack.var, ignore_errors=True)
     stack.start()
     try:
-        weights = np.random.default_rng(7).normal(size=N_FEATURES)
-        ModelStore(stack.model_dir).publish(weights, -0.1, META)
+        publish_random_image_model(stack.model_dir, ["no", "yes"], seed=7)
         return Soak(stack, args.seconds, args.threads).run()
     finally:
         stack.stop()

@@ -9,26 +9,13 @@ import pytest
 from PIL import Image
 
 from app.model.store import ModelStore
-
-SHAPE = (4, 5, 3)
-N_FEATURES = 60
+from tests.models import SHAPE, publish_random_image_model
 
 
 @pytest.fixture
 def model(settings):
-    rng = np.random.default_rng(5)
-    store = ModelStore(settings.model_dir)
-    meta = {
-        "classes": ["dog", "not-dog"][::-1],
-        "input_shape": list(SHAPE),
-        "scale": 1 / 255,
-        "threshold": 0.5,
-        "solver": "lbfgs",
-        "params": {},
-        "metrics": {},
-    }
-    version = store.publish(rng.normal(size=N_FEATURES), -0.1, meta)
-    return store.load(version)
+    version = publish_random_image_model(settings.model_dir, ["not-dog", "dog"], 5)
+    return ModelStore(settings.model_dir).load(version)
 
 
 def pixels(seed=0, shape=SHAPE):

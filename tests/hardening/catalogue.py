@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-SHAPE = (4, 5, 3)
-N_FEATURES = 60
+from tests.models import N_FEATURES, SHAPE
+
 ADMIN = "admin"  # a row that carries the admin token
 
 

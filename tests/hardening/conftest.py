@@ -2,27 +2,15 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from app.model.store import ModelStore
-from tests.hardening.catalogue import N_FEATURES, SHAPE
-
-META = {
-    "classes": ["not-cat", "cat"],
-    "input_shape": list(SHAPE),
-    "scale": 1 / 255,
-    "threshold": 0.5,
-    "solver": "lbfgs",
-    "params": {},
-    "metrics": {},
-}
+from tests.models import publish_random_image_model
 
 
 def publish_model(model_dir, seed=7, bias=-0.1) -> str:
     """Publish a random 4x5x3 image model into ``model_dir``; its version id."""
-    weights = np.random.default_rng(seed).normal(size=N_FEATURES)
-    return ModelStore(model_dir).publish(weights, bias, META)
+    return publish_random_image_model(model_dir, ["not-cat", "cat"], seed, bias)
 
 
 @pytest.fixture
