@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import grp
+import hashlib
 import os
 import pwd
 import secrets
@@ -21,6 +22,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -43,6 +45,8 @@ LIGHTSTEP_PLUGIN = render.LIGHTSTEP_PLUGIN
 APP_VARIABLES = render.APP_VARIABLES
 
 MIB = 1024 * 1024
+# sun_path holds 108 bytes with its terminating NUL; keep a margin.
+MAX_SOCKET_PATH = 100
 
 
 class StackError(RuntimeError):
@@ -92,6 +96,12 @@ class Stack:
         self.user = user
 
         self.run_dir = Path(self.extra_env.pop("RUN_DIR", None) or self.var / "run")
+        if len(str(self.run_dir / "uwsgi.sock").encode()) > MAX_SOCKET_PATH:
+            # A unix socket's path must fit in 108 bytes (sun_path); a deep
+            # checkout gets its run folder under the temp folder instead, named
+            # after the var folder so that the same checkout finds it again.
+            digest = hashlib.sha256(str(self.var).encode()).hexdigest()[:12]
+            self.run_dir = Path(tempfile.gettempdir()) / f"logreg-run-{digest}"
         self.log_dir = self.var / "log"
         self.nginx_dir = self.var / "nginx"
         self.model_dir = Path(

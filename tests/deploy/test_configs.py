@@ -138,3 +138,16 @@ def test_running_stack_socket_is_not_world_writable(stack_factory):
     assert stat.S_ISSOCK(mode)
     assert stat.S_IMODE(mode) == 0o660
     assert (stack.run_dir / "app.env").stat().st_mode & 0o077 == 0
+
+
+def test_a_deep_checkout_gets_a_socket_path_that_fits_sun_path():
+    deep = REPO / "var" / "tests" / ("d" * 120)
+    stack = localstack.Stack(var_dir=deep)
+    again = localstack.Stack(var_dir=deep)
+    shallow = localstack.Stack(var_dir=REPO / "var" / "tests" / "s")
+
+    assert len(str(deep / "run" / "uwsgi.sock")) > localstack.MAX_SOCKET_PATH
+    assert len(str(stack.socket_path).encode()) <= localstack.MAX_SOCKET_PATH
+    assert stack.run_dir.name.startswith("logreg-run-")
+    assert again.run_dir == stack.run_dir
+    assert shallow.run_dir == REPO / "var" / "tests" / "s" / "run"
